@@ -1,0 +1,83 @@
+"""CPU benchmarks for the embedded profile, measured side by side in one run (ratios, not times).
+
+1. Batched, length-sorted evaluation vs scoring one item at a time (target: >= 3x).
+2. Sweep cost per config (quantize in place from an in-memory snapshot, evaluate) vs a naive
+   loop that reloads the model from disk for every config.
+
+Run after `dvc repro` (it uses models/embedded/final and data/corpus):
+    python benchmarks/bench_cpu.py [--items 20] [--configs 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from qfair.corpus.store import read_split
+from qfair.eval import score_items, score_items_one_by_one
+from qfair.models import load_model
+from qfair.quant.apply import WeightSnapshot, apply_in_place, target_linears
+from qfair.quant.configs import parse_config
+
+MODEL = Path("models/embedded/final")
+CONFIGS = ["rtn-w4-ch-sym", "aciq-laplace-w4-ch", "rtn-w3-g128-sym", "prune-magnitude-50"]
+
+
+def timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--items", type=int, default=20, help="test items per language")
+    parser.add_argument("--configs", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tokenizer = AutoTokenizer.from_pretrained(str(MODEL))
+    model = load_model(MODEL)
+    test = read_split("data/corpus", "test")
+    texts = [t for items in test.values() for t in list(items.values())[: args.items]]
+    print(f"{len(texts)} items ({args.items} per language x {len(test)} languages), "
+          f"{args.threads} threads")
+
+    batched, t_batched = timed(lambda: score_items(model, tokenizer, texts, 4096, 1024))
+    single, t_single = timed(lambda: score_items_one_by_one(model, tokenizer, texts, 1024))
+    max_diff = float(abs(batched.nll - single.nll).max())
+    print(f"[eval] batched {t_batched:.2f} s, one-by-one {t_single:.2f} s: "
+          f"speed-up {t_single / t_batched:.2f}x (max |NLL difference| {max_diff:.2e} nats)")
+
+    configs = [parse_config(name) for name in CONFIGS[: args.configs]]
+    snapshot = WeightSnapshot(target_linears(model, ["lm_head"]))
+
+    def in_memory():
+        for config in configs:
+            apply_in_place(snapshot, config, input_norms=None)
+            score_items(model, tokenizer, texts, 4096, 1024)
+            snapshot.restore()
+
+    def naive():
+        for config in configs:
+            fresh = load_model(MODEL)
+            linears = target_linears(fresh, ["lm_head"])
+            apply_in_place(WeightSnapshot(linears), config)
+            score_items(fresh, tokenizer, texts, 4096, 1024)
+
+    # Warm-up (first-call costs of the quantizers and of loading) outside both timings.
+    apply_in_place(snapshot, configs[0])
+    snapshot.restore()
+    load_model(MODEL)
+    _, t_memory = timed(in_memory)
+    _, t_naive = timed(naive)
+    print(f"[sweep] per config: in-memory {t_memory / len(configs):.2f} s, reload-quantize-"
+          f"evaluate {t_naive / len(configs):.2f} s: ratio {t_naive / t_memory:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Analyses of pipeline results: disparity of compression configs, hypothesis verdicts."""

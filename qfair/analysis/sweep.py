@@ -1,0 +1,84 @@
+"""Tables of the compression sweep: per-language degradation, disparity per config, B*."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from qfair.analysis.disparity import comparison, disparity, language_rho_ci, threshold_bits
+from qfair.analysis.hypotheses import laaciq_verdict
+from qfair.quant.configs import CompressionConfig
+
+
+def nll_matrix(items: pd.DataFrame, config: str, languages: list[str]) -> np.ndarray:
+    """``[languages, items]`` NLL of one config, items in id order (the same in every row)."""
+    subset = items[items["config"] == config].sort_values(["language", "item_id"])
+    rows = [subset.loc[subset["language"] == lang, "nll"].to_numpy() for lang in languages]
+    if any(len(row) != len(rows[0]) or len(row) == 0 for row in rows):
+        raise ValueError(f"config {config!r}: languages do not have the same items")
+    return np.stack(rows)
+
+
+def per_language_table(items: pd.DataFrame, configs: list[CompressionConfig], languages: list[str],
+                       resource_level: dict[str, float], resamples: int, confidence: float,
+                       seed: int, method: str = "BCa") -> pd.DataFrame:
+    """One row per (config, language): NLL, rho with its paired-bootstrap CI, delta nats/item."""
+    fp = nll_matrix(items, "fp", languages)
+    rows = []
+    for config in configs:
+        q = nll_matrix(items, config.name, languages)
+        for index, lang in enumerate(languages):
+            low, high = language_rho_ci(fp[index], q[index], resamples, confidence, seed, method)
+            rows.append({
+                "config": config.name, "method": config.method, "bits": config.bits or 0,
+                "granularity": config.granularity or "", "language": lang,
+                "resource_level": resource_level[lang], "nll_fp": fp[index].sum(),
+                "nll_q": q[index].sum(), "rho": q[index].sum() / fp[index].sum() - 1,
+                "rho_ci_low": low, "rho_ci_high": high,
+                "delta_nats_per_item": (q[index].sum() - fp[index].sum()) / q.shape[1],
+            })
+    return pd.DataFrame(rows)
+
+
+def disparity_table(items: pd.DataFrame, configs: list[CompressionConfig], languages: list[str],
+                    resource_level: dict[str, float], resamples: int, confidence: float,
+                    seed: int, method: str = "BCa") -> pd.DataFrame:
+    fp = nll_matrix(items, "fp", languages)
+    levels = np.array([resource_level[lang] for lang in languages])
+    rows = []
+    for config in configs:
+        q = nll_matrix(items, config.name, languages)
+        rho = q.sum(axis=1) / fp.sum(axis=1) - 1
+        stats = disparity(fp, q, levels, resamples, confidence, seed, method)
+        rows.append({"config": config.name, "method": config.method, "bits": config.bits or 0,
+                     "granularity": config.granularity or "",
+                     "worst_language": languages[int(np.argmax(rho))], **stats})
+    return pd.DataFrame(rows)
+
+
+def threshold_table(per_language: pd.DataFrame, tau: float) -> pd.DataFrame:
+    """``B*`` per language for each symmetric-RTN granularity family ("none" if no width passes)."""
+    rtn = per_language[(per_language["method"] == "rtn") & per_language["config"].str.endswith("-sym")]
+    rows = []
+    for (granularity, lang), group in rtn.groupby(["granularity", "language"], sort=True):
+        b_star = threshold_bits(group["bits"].to_numpy(), group["rho"].to_numpy(), tau)
+        rows.append({"granularity": granularity, "language": lang,
+                     "resource_level": group["resource_level"].iloc[0],
+                     "b_star": "none" if b_star is None else str(b_star)})
+    return pd.DataFrame(rows)
+
+
+def laaciq_verdicts(items: pd.DataFrame, rules: list, resamples: int, confidence: float, seed: int,
+                    method: str = "BCa") -> list[dict]:
+    """EXP-031-style comparisons of a treatment config against a baseline, with verdicts."""
+    languages = sorted(items.loc[items["config"] == "fp", "language"].unique())
+    fp = nll_matrix(items, "fp", languages)
+    verdicts = []
+    for rule in rules:
+        result = comparison(fp, nll_matrix(items, rule.treatment, languages),
+                            nll_matrix(items, rule.baseline, languages), resamples, confidence,
+                            seed, method)
+        verdicts.append({"id": rule.id, "treatment": rule.treatment, "baseline": rule.baseline,
+                         **result, "verdict": laaciq_verdict(result, rule.min_range_reduction,
+                                                             rule.max_mean_rho_increase)})
+    return verdicts

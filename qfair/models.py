@@ -1,0 +1,53 @@
+"""Model construction and loading.
+
+:func:`load_model` is the one way qfair loads a causal LM: a local directory or a hub id take the
+same ``from_pretrained`` path, weights only from safetensors, remote code only when asked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, BloomConfig, BloomForCausalLM, PreTrainedModel
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def build_bloom(vocab_size: int, hidden_size: int, n_layer: int, n_head: int, dropout: float,
+                bos_token_id: int, eos_token_id: int, pad_token_id: int, seed: int) -> BloomForCausalLM:
+    """A freshly initialised BLOOM-architecture causal LM (seeded)."""
+    config = BloomConfig(
+        vocab_size=vocab_size, hidden_size=hidden_size, n_layer=n_layer, n_head=n_head,
+        hidden_dropout=dropout, attention_dropout=dropout, bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id, pad_token_id=pad_token_id, tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    return BloomForCausalLM(config)
+
+
+def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "cpu",
+               revision: str | None = None, trust_remote_code: bool = False,
+               **kwargs: object) -> PreTrainedModel:
+    """Load a causal LM from a local directory or a hub id, in eval mode.
+
+    ``dtype`` is one of float32/bfloat16/float16; ``revision`` pins a hub commit or tag; extra
+    keyword arguments (``quantization_config``, ``device_map``) go to ``from_pretrained``.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: unknown {dtype!r}; choose one of {sorted(DTYPES)}")
+    local = Path(name_or_path)
+    if local.exists() and not (local / "config.json").is_file():
+        raise FileNotFoundError(f"{local}: no config.json, not a saved model directory")
+    model = AutoModelForCausalLM.from_pretrained(
+        str(name_or_path), revision=revision, dtype=DTYPES[dtype], use_safetensors=True,
+        trust_remote_code=trust_remote_code, **kwargs,
+    )
+    if "device_map" not in kwargs and "quantization_config" not in kwargs:
+        model = model.to(device)
+    return model.eval()
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Distinct parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())

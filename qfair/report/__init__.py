@@ -1,0 +1,1 @@
+"""Reports generated from pipeline outputs (the results snapshot; later the paper's files)."""

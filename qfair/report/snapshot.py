@@ -1,0 +1,72 @@
+"""The README's results snapshot: a Markdown page built only from pipeline outputs."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+HEADLINE_CONFIGS = ("rtn-w4-ch-sym", "aciq-laplace-w4-ch", "laaciq-uniform-w4-ch", "oracle-w4-ch",
+                    "bnb-int8", "bnb-nf4", "rtn-w3-ch-sym", "rtn-w2-ch-sym", "prune-wanda-50")
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return f"{value:.{digits}f}"
+
+
+def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFrame,
+                      manifest: dict, disparity: pd.DataFrame, per_language_sweep: pd.DataFrame,
+                      parameters: int, ledger: dict, census: dict, confidence: float) -> str:
+    test = per_language[per_language["split"] == "test"].set_index("language")
+    dev = per_language[per_language["split"] == "dev"].set_index("language")
+    rho4 = per_language_sweep[per_language_sweep["config"] == "rtn-w4-ch-sym"].set_index("language")
+    lines = [
+        "# Results snapshot (embedded profile)",
+        "",
+        "Written by the `snapshot` stage from the pipeline's outputs; do not edit by hand.",
+        "",
+        f"- Model: BLOOM architecture, {parameters:,} parameters, {train['steps']} training steps; "
+        f"final training loss {_fmt(train['final_train_loss'])}, dev loss "
+        f"{_fmt(train['final_dev_loss']) if train['final_dev_loss'] is not None else 'n/a'} nats/token.",
+        f"- Test bits per byte: {_fmt(eval_metrics['test']['min_bits_per_byte'])} to "
+        f"{_fmt(eval_metrics['test']['max_bits_per_byte'])} across "
+        f"{eval_metrics['test']['languages']} languages; dev: "
+        f"{_fmt(eval_metrics['dev']['min_bits_per_byte'])} to "
+        f"{_fmt(eval_metrics['dev']['max_bits_per_byte'])}, "
+        f"{eval_metrics['dev']['languages_below_unigram']}/{eval_metrics['dev']['languages']} "
+        "languages below their byte-unigram baseline.",
+    ]
+    level = f"{confidence:.0%} CI"
+    for row in (r for r in ledger["hypotheses"] if r["kind"] == "laaciq_vs_aciq"):
+        lines.append(f"- {row['id']}: **{row['verdict']}**; disparity-range reduction "
+                     f"{_fmt(row['value'])} [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], "
+                     f"relative mean-rho change {_fmt(row['mean_rho_increase'])}.")
+    lines.append(f"- Weight census: class {census['class']}, largest excess kurtosis "
+                 f"{_fmt(census['max_kurtosis'], 2)} (`{census['max_kurtosis_tensor']}`); outlier "
+                 f"layer(s) chosen from weights: {ledger['outlier_layers']}.")
+    lines += ["", "## Hypothesis ledger (pre-registered in params.yaml; verdicts computed)", "",
+              f"| id | statement | statistic [{level}] | Holm p | verdict |", "|---|---|---|---|---|"]
+    for row in ledger["hypotheses"]:
+        if "value" in row:
+            stat = (f"{row.get('statistic', '')} {_fmt(row['value'])} "
+                    f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]")
+        else:
+            stat = row.get("reason", "")
+        p_holm = _fmt(row["p_holm"]) if "p_holm" in row else ""
+        lines.append(f"| {row['id']} | {row['statement']} | {stat} | {p_holm} | **{row['verdict']}** |")
+    lines += ["", f"## Disparity of selected configs (relative NLL increase rho, {level})", "",
+              "| config | mean rho | range | range CI | worst language |",
+              "|---|---|---|---|---|"]
+    for _, row in disparity[disparity["config"].isin(HEADLINE_CONFIGS)].iterrows():
+        lines.append(f"| `{row['config']}` | {_fmt(row['mean'], 5)} | {_fmt(row['range'], 5)} | "
+                     f"[{_fmt(row['range_ci_low'], 5)}, {_fmt(row['range_ci_high'], 5)}] | "
+                     f"{row['worst_language']} |")
+    lines += ["", "## Per language", "",
+              f"| locale | script | train share | test bpb [{level}] | dev bpb | dev unigram bpb | "
+              "rho at rtn-w4-ch-sym |", "|---|---|---|---|---|---|---|"]
+    for lang in sorted(test.index, key=lambda x: -manifest[x]["train_share"]):
+        row = test.loc[lang]
+        lines.append(
+            f"| {lang} | {manifest[lang]['script']} | {_fmt(manifest[lang]['train_share'])} | "
+            f"{_fmt(row['bits_per_byte'])} [{_fmt(row['bpb_ci_low'])}, {_fmt(row['bpb_ci_high'])}] | "
+            f"{_fmt(dev.loc[lang, 'bits_per_byte'])} | {_fmt(dev.loc[lang, 'unigram_bits_per_byte'])} | "
+            f"{_fmt(rho4.loc[lang, 'rho'], 5) if lang in rho4.index else 'n/a'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,180 @@
+"""Seeded, resumable causal-LM training on CPU (or GPU) for the embedded profile.
+
+Each step draws its batch from ``default_rng([seed, step])`` and seeds dropout with the step, so
+a run interrupted after any checkpoint and resumed gives the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file
+from tqdm import tqdm
+from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
+
+from qfair.io import write_csv, write_json, write_text
+
+STATE_FILE = "trainer_state.pt"
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    steps: int
+    batch_size: int
+    context_length: int
+    learning_rate: float
+    warmup_steps: int
+    min_lr_ratio: float
+    weight_decay: float
+    grad_clip: float
+    checkpoint_every: int
+    seed: int
+    fingerprint: str = ""  # identifies data + settings; a checkpoint of another run is not resumed
+
+
+@dataclass
+class TrainLog:
+    rows: list[dict] = field(default_factory=list)
+
+
+def token_stream(tokenized_items: list[list[int]], bos: int, eos: int, seed: int) -> torch.Tensor:
+    """Concatenate ``<s> item </s>`` in a seeded order into one stream of token ids."""
+    order = np.random.default_rng(seed).permutation(len(tokenized_items))
+    pieces = [[bos, *tokenized_items[i], eos] for i in order]
+    return torch.tensor([t for piece in pieces for t in piece], dtype=torch.long)
+
+
+def sample_batch(stream: torch.Tensor, batch_size: int, context_length: int, seed: int,
+                 step: int) -> torch.Tensor:
+    """``batch_size`` random windows of ``context_length + 1`` tokens, a function of (seed, step)."""
+    if len(stream) <= context_length + 1:
+        raise ValueError(f"train.context_length {context_length} >= training stream ({len(stream)} tokens)")
+    starts = np.random.default_rng([seed, step]).integers(0, len(stream) - context_length - 1, batch_size)
+    return torch.stack([stream[s : s + context_length + 1] for s in starts])
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    # Decay matrices only; norms and biases are left alone (standard practice).
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95))
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    return sorted(folder.glob("step_*")) if folder.is_dir() else []
+
+
+def _save_checkpoint(model: PreTrainedModel, optimizer: torch.optim.Optimizer, scheduler,
+                     step: int, log: TrainLog, config: TrainConfig, folder: Path) -> None:
+    target = folder / f"step_{step:06d}"
+    tmp = folder / f".step_{step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "step": step}, tmp / STATE_FILE)
+    write_text(tmp / "log.json", json.dumps({"fingerprint": config.fingerprint, "rows": log.rows}))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    # Optimizer state is only needed to resume: keep it in the newest checkpoint alone.
+    for older in _checkpoints(folder)[:-1]:
+        (older / STATE_FILE).unlink(missing_ok=True)
+
+
+def _resume(model: PreTrainedModel, optimizer, scheduler, config: TrainConfig,
+            folder: Path) -> tuple[int, TrainLog]:
+    """Restore the newest checkpoint of this same run; discard checkpoints of other runs."""
+    candidates = [c for c in _checkpoints(folder) if (c / STATE_FILE).is_file()]
+    if candidates:
+        latest = candidates[-1]
+        info = json.loads((latest / "log.json").read_text())
+        if info["fingerprint"] == config.fingerprint:
+            state = load_file(str(latest / "model.safetensors"))
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected or set(missing) - {"lm_head.weight"}:  # tied head is stored once
+                raise RuntimeError(f"{latest}: checkpoint does not match the model "
+                                   f"(missing {missing}, unexpected {unexpected})")
+            model.tie_weights()
+            trainer = torch.load(latest / STATE_FILE, weights_only=True)
+            optimizer.load_state_dict(trainer["optimizer"])
+            scheduler.load_state_dict(trainer["scheduler"])
+            return int(trainer["step"]), TrainLog(rows=info["rows"])
+    shutil.rmtree(folder, ignore_errors=True)
+    return 0, TrainLog()
+
+
+@torch.no_grad()
+def mean_loss(model: PreTrainedModel, batches: list[torch.Tensor]) -> float:
+    model.eval()
+    losses = [model(input_ids=b, labels=b).loss.item() for b in batches]
+    model.train()
+    return float(np.mean(losses))
+
+
+def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, folder: Path,
+          dev_batches: list[torch.Tensor] | None = None, stop_after: int | None = None,
+          progress: bool = True) -> TrainLog:
+    """Train ``model`` in place; checkpoints go to ``folder/step_NNNNNN`` (safetensors).
+
+    ``stop_after`` ends the run early at that step, as an interruption would (for tests).
+    """
+    optimizer = _optimizer(model, config)
+    scheduler = get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps,
+        min_lr_rate=config.min_lr_ratio)
+    start, log = _resume(model, optimizer, scheduler, config, folder)
+    model.train()
+    bar = tqdm(range(start + 1, config.steps + 1), initial=start, total=config.steps,
+               desc="train", disable=not progress, mininterval=2)
+    for step in bar:
+        batch = sample_batch(stream, config.batch_size, config.context_length, config.seed, step)
+        torch.manual_seed(config.seed * 1_000_003 + step)  # dropout masks depend on the step only
+        loss = model(input_ids=batch, labels=batch).loss
+        if not math.isfinite(loss.item()):
+            raise TrainingDivergedError(
+                f"training loss is {loss.item()} at step {step} (lr {scheduler.get_last_lr()[0]:.3g}); "
+                "lower train.learning_rate or raise train.warmup_steps")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        row = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
+               "grad_norm": float(grad_norm)}
+        scheduler.step()
+        if step % config.checkpoint_every == 0 or step == config.steps:
+            if dev_batches:
+                row["dev_loss"] = mean_loss(model, dev_batches)
+            log.rows.append(row)
+            _save_checkpoint(model, optimizer, scheduler, step, log, config, folder)
+        else:
+            log.rows.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}")
+        if stop_after is not None and step >= stop_after:
+            break
+    model.eval()
+    return log
+
+
+def write_log(log: TrainLog, folder: Path, summary_path: Path, parameters: int) -> None:
+    """Training and dev loss curves as CSV (for ``dvc plots``) and a summary for ``dvc metrics``."""
+    frame = pd.DataFrame(log.rows)
+    write_csv(folder / "train_loss.csv", frame[["step", "loss", "lr", "grad_norm"]])
+    dev = frame.dropna(subset=["dev_loss"]) if "dev_loss" in frame else frame.iloc[:0]
+    if len(dev):
+        write_csv(folder / "dev_loss.csv", dev[["step", "dev_loss"]])
+    last = log.rows[-1]
+    write_json(summary_path, {"parameters": parameters, "steps": last["step"],
+                              "final_train_loss": last["loss"],
+                              "final_dev_loss": float(dev["dev_loss"].iloc[-1]) if len(dev) else None})

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The README's two commands:  bash scripts/run.sh repro   |   bash scripts/run.sh test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+export MKL_DYNAMIC=FALSE OMP_DYNAMIC=FALSE  # load-independent CPU numerics (qfair/determinism.py)
+case "${1:-}" in
+  repro)
+    shift
+    dvc repro "$@"
+    dvc status
+    ;;
+  test)
+    shift
+    ruff check .
+    pytest -q "$@"
+    ;;
+  *)
+    echo "usage: bash scripts/run.sh repro|test [extra arguments]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,331 @@
+"""Applying compression configs to a tiny BLOOM: targets, snapshots, calibration moments, the sweep.
+
+The BLOOM here has hidden size 64 (not the conftest's 32) so that every Linear input width is a
+multiple of bitsandbytes' 4-bit block size (64) and real nf4/int8 kernels run on the CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from qfair.eval import score_items
+from qfair.models import build_bloom
+from qfair.quant.apply import (
+    WeightSnapshot,
+    apply_in_place,
+    input_second_moments,
+    language_weights,
+    target_linears,
+)
+from qfair.quant.configs import parse_config
+from qfair.quant.sweep import Calibration, SweepSettings, calibrate, run_sweep
+
+EXCLUDE = ["lm_head"]
+N_LAYER = 2
+KINDS = ("self_attention.query_key_value", "self_attention.dense", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h")
+LANGS = ["en", "hi_IN", "zh_Hans"]
+N_ITEMS = 5
+SWEEP_CONFIGS = ["rtn-w8-ch-sym", "rtn-w2-tensor-sym", "laaciq-uniform-w4-ch", "oracle-w4-ch",
+                 "bnb-int8", "bnb-nf4", "prune-wanda-50"]
+SETTINGS = SweepSettings(exclude_modules=EXCLUDE, laaciq_prior="laplace", bnb_int8_threshold=6.0,
+                         batch_tokens=256, max_tokens=1024, reference_language="en")
+
+
+@pytest.fixture(scope="module")
+def bloom64(tiny_tokenizer):
+    tok = tiny_tokenizer
+    model = build_bloom(len(tok), hidden_size=64, n_layer=N_LAYER, n_head=2, dropout=0.0,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                        pad_token_id=tok.pad_token_id, seed=11).eval()
+    with torch.no_grad():  # spread the weights so that outputs depend clearly on them
+        generator = torch.Generator().manual_seed(3)
+        for param in model.parameters():
+            if param.dim() >= 2:
+                param.add_(torch.randn(param.shape, generator=generator) * 0.2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def saved_bloom64(bloom64, tiny_tokenizer, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bloom64")
+    bloom64.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pristine(bloom64) -> dict[str, torch.Tensor]:
+    """The model's state before any test of this module touched it."""
+    return _state(bloom64)
+
+
+@pytest.fixture
+def snapshot(bloom64, pristine):
+    """A snapshot of the module's model, restored after the test whatever happens."""
+    snap = WeightSnapshot(target_linears(bloom64, EXCLUDE))
+    yield snap
+    snap.restore()
+
+
+def _state(model) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+
+
+def _parallel(split: dict[str, dict[str, str]], languages: list[str], count: int) -> dict:
+    """The first ``count`` item ids common to ``languages``, the same in each."""
+    common = sorted(set.intersection(*(set(split[lang]) for lang in languages)))[:count]
+    assert len(common) == count
+    return {lang: {i: split[lang][i] for i in common} for lang in languages}
+
+
+# --- targets and snapshots ---------------------------------------------------------------------
+
+
+def test_target_linears_are_the_block_linears(bloom64) -> None:
+    targets = target_linears(bloom64, EXCLUDE)
+    expected = {f"transformer.h.{i}.{kind}" for i in range(N_LAYER) for kind in KINDS}
+    assert set(targets) == expected
+    assert all(isinstance(m, torch.nn.Linear) for m in targets.values())
+    assert targets["transformer.h.1.mlp.dense_4h_to_h"] is bloom64.transformer.h[1].mlp.dense_4h_to_h
+    # the head is a Linear too: it is only the exclusion that keeps it out
+    everything = target_linears(bloom64, [])
+    assert set(everything) == expected | {"lm_head"}
+
+
+def test_snapshot_is_a_copy_and_restores_bit_identical(bloom64, snapshot) -> None:
+    before = _state(bloom64)
+    apply_in_place(snapshot, parse_config("rtn-w3-ch-sym"))
+    changed = [n for n in snapshot.linears if not torch.equal(snapshot.linears[n].weight,
+                                                                  before[f"{n}.weight"])]
+    assert sorted(changed) == sorted(snapshot.linears)
+    # the snapshot itself was not touched by the in-place rewrite
+    for name in snapshot.linears:
+        assert torch.equal(snapshot.weights[name], before[f"{name}.weight"])
+    snapshot.restore()
+    after = _state(bloom64)
+    assert before.keys() == after.keys()
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+
+
+def test_apply_starts_from_the_snapshot_not_the_current_weights(bloom64, snapshot) -> None:
+    config = parse_config("rtn-w4-ch-sym")
+    apply_in_place(snapshot, config)
+    once = _state(bloom64)
+    apply_in_place(snapshot, parse_config("rtn-w2-tensor-sym"))
+    apply_in_place(snapshot, config)
+    again = _state(bloom64)
+    for key in once:
+        assert torch.equal(once[key], again[key]), key
+
+
+def _calibration(model, tokenizer, corpus) -> Calibration:
+    texts = _parallel(corpus.splits["dev"], LANGS, 8)
+    return calibrate(model, tokenizer, texts, SETTINGS)
+
+
+@pytest.mark.parametrize("name", ["rtn-w4-ch-sym", "rtn-w3-tensor-sym", "rtn-w4-g32-asym",
+                                  "aciq-laplace-w4-ch", "mse-w3-ch", "laaciq-minimax-w3-ch",
+                                  "prune-magnitude-50", "prune-wanda-50"])
+def test_configs_change_weights_and_keep_shapes(name, bloom64, snapshot, tiny_tokenizer,
+                                                tiny_corpus) -> None:
+    config = parse_config(name)
+    extra = {}
+    if config.method in {"laaciq", "prune"}:
+        calibration = _calibration(bloom64, tiny_tokenizer, tiny_corpus)
+        extra = {"moments": calibration.select(calibration.languages),
+                 "input_norms": calibration.input_norms(),
+                 "weights": language_weights("minimax", calibration.languages, {}, "en")}
+    apply_in_place(snapshot, config, **extra)
+    for layer, lin in snapshot.linears.items():
+        original = snapshot.weights[layer]
+        new = lin.weight.detach()
+        assert new.shape == original.shape and new.dtype == original.dtype
+        assert torch.isfinite(new).all()
+        assert not torch.equal(new, original), layer
+        if config.method == "prune":
+            zeros = int((new == 0).sum())
+            assert zeros == round(config.sparsity * new.numel()), layer
+            kept = new != 0
+            assert torch.equal(new[kept], original[kept])
+        else:
+            # quantization moves weights a little, not arbitrarily
+            relative = float((new - original).norm() / original.norm())
+            assert 0 < relative < 0.6, (layer, relative)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_rtn_channel_rows_have_at_most_2_to_the_bits_values(bits, snapshot) -> None:
+    apply_in_place(snapshot, parse_config(f"rtn-w{bits}-ch-sym"))
+    for layer, lin in snapshot.linears.items():
+        weight = lin.weight.detach()
+        counts = [len(torch.unique(row)) for row in weight]
+        assert max(counts) <= 2**bits, layer
+        # a row of 64+ Gaussian-ish weights uses more than half its grid
+        assert min(counts) > 2 ** (bits - 1), layer
+        # symmetric grid: values are integer multiples of one step per row
+        step = weight.abs().amax(dim=1, keepdim=True) / (2 ** (bits - 1))
+        grid = weight / step
+        assert torch.allclose(grid, grid.round(), atol=1e-4), layer
+
+
+# --- calibration moments -----------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _first_qkv_input(model, tokenizer, text: str) -> torch.Tensor:
+    """The input of block 0's query_key_value for one item, computed from the modules by hand."""
+    ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"]]])
+    hidden = model.transformer.word_embeddings_layernorm(model.transformer.word_embeddings(ids))
+    return model.transformer.h[0].input_layernorm(hidden)[0].double()
+
+
+def test_input_second_moments_match_a_manual_computation(bloom64, tiny_tokenizer, tiny_corpus) -> None:
+    texts = list(tiny_corpus.splits["dev"]["yo"].values())[:6]
+    linears = target_linears(bloom64, EXCLUDE)
+    moments, count = input_second_moments(bloom64, linears, tiny_tokenizer, texts, 10**6, 1024)
+    inputs = torch.cat([_first_qkv_input(bloom64, tiny_tokenizer, t) for t in texts])
+    assert count == inputs.shape[0]
+    expected = inputs.square().mean(dim=0)
+    got = moments["transformer.h.0.self_attention.query_key_value"]
+    assert got.dtype == torch.float64 and got.shape == (64,)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=0)
+    assert set(moments) == set(linears)
+    assert moments["transformer.h.1.mlp.dense_4h_to_h"].shape == (256,)
+
+
+def test_input_second_moments_ignore_padding(bloom64, tiny_tokenizer, tiny_corpus) -> None:
+    texts = list(tiny_corpus.splits["dev"]["zh_Hans"].values())[:8]
+    texts.append(" ".join(texts))  # one long item, so every other item is padded a lot
+    linears = target_linears(bloom64, EXCLUDE)
+    batched, n_batched = input_second_moments(bloom64, linears, tiny_tokenizer, texts, 10**6, 1024)
+    single, n_single = input_second_moments(bloom64, linears, tiny_tokenizer, texts, 1, 1024)
+    assert n_batched == n_single
+    for name in linears:
+        torch.testing.assert_close(batched[name], single[name], rtol=1e-6, atol=0, msg=name)
+
+
+def test_calibration_pools_languages(bloom64, tiny_tokenizer, tiny_corpus) -> None:
+    calibration = _calibration(bloom64, tiny_tokenizer, tiny_corpus)
+    assert calibration.languages == sorted(LANGS)
+    name = "transformer.h.0.mlp.dense_h_to_4h"
+    assert calibration.moments[name].shape == (len(LANGS), 64)
+    # Wanda's norm is the root of the summed squares over every calibration token
+    pooled = sum(calibration.moments[name][i] * calibration.tokens[i] for i in range(len(LANGS)))
+    torch.testing.assert_close(calibration.input_norms()[name], pooled.sqrt())
+    only_hi = calibration.select(["hi_IN"])[name]
+    torch.testing.assert_close(only_hi, calibration.moments[name][[LANGS.index("hi_IN")]])
+
+
+# --- the sweep ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sweep(bloom64, saved_bloom64, tiny_tokenizer, tiny_corpus, pristine):
+    texts = _parallel(tiny_corpus.splits["test"], LANGS, N_ITEMS)
+    calibration = _calibration(bloom64, tiny_tokenizer, tiny_corpus)
+    before = _state(bloom64)
+    configs = [parse_config(name) for name in SWEEP_CONFIGS]
+    share = {"en": 0.6, "hi_IN": 0.3, "zh_Hans": 0.1}
+    items = run_sweep(bloom64, saved_bloom64, tiny_tokenizer, configs, texts, calibration, share, SETTINGS)
+    return {"items": items, "texts": texts, "calibration": calibration, "before": before,
+            "after": _state(bloom64)}
+
+
+def _nll_per_language(items, config: str) -> dict[str, float]:
+    return items[items["config"] == config].groupby("language")["nll"].sum().to_dict()
+
+
+def test_sweep_rows(sweep) -> None:
+    items = sweep["items"]
+    assert list(items.columns) == ["config", "language", "item_id", "nll", "n_tokens", "n_bytes"]
+    assert len(items) == (1 + len(SWEEP_CONFIGS)) * len(LANGS) * N_ITEMS
+    assert not items.duplicated(["config", "language", "item_id"]).any()
+    assert set(items["config"]) == {"fp", *SWEEP_CONFIGS}
+    expected_ids = {(lang, i) for lang, per in sweep["texts"].items() for i in per}
+    for config, group in items.groupby("config"):
+        assert set(zip(group["language"], group["item_id"], strict=True)) == expected_ids, config
+    assert np.isfinite(items["nll"]).all() and (items["nll"] > 0).all()
+    # token and byte counts do not depend on the config
+    counts = items.pivot_table(index=["language", "item_id"], columns="config", values="n_tokens")
+    assert (counts.nunique(axis=1) == 1).all()
+
+
+def test_sweep_restores_the_model(sweep, pristine) -> None:
+    before, after = sweep["before"], sweep["after"]
+    assert before.keys() == after.keys() == pristine.keys()
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+        assert torch.equal(pristine[key], after[key]), key
+
+
+def test_sweep_fp_rows_are_the_model_scores(sweep, bloom64, tiny_tokenizer) -> None:
+    items = sweep["items"]
+    fp = items[items["config"] == "fp"]
+    for lang, per in sweep["texts"].items():
+        rows = fp[fp["language"] == lang].set_index("item_id").loc[list(per)]
+        scores = score_items(bloom64, tiny_tokenizer, list(per.values()), batch_tokens=1)
+        np.testing.assert_allclose(rows["nll"].to_numpy(), scores.nll, rtol=1e-5)
+
+
+def _item_change(items, config: str) -> pd.Series:
+    """Per item, ``|nll_q / nll_fp - 1|`` (indexed by language and item id)."""
+    table = items.pivot_table(index=["language", "item_id"], columns="config", values="nll")
+    return (table[config] / table["fp"] - 1).abs()
+
+
+def test_sweep_degradation_orders_with_bits(sweep) -> None:
+    items = sweep["items"]
+    fp = _nll_per_language(items, "fp")
+    w8 = _nll_per_language(items, "rtn-w8-ch-sym")
+    for lang in LANGS:
+        assert abs(w8[lang] / fp[lang] - 1) < 1e-2, lang
+    # Item by item (language sums of a random model can cancel): 2-bit per-tensor RTN moves
+    # scores far more than 8-bit per-channel RTN, which moves them a little but not zero.
+    change8 = _item_change(items, "rtn-w8-ch-sym")
+    change2 = _item_change(items, "rtn-w2-tensor-sym")
+    assert 0 < change8.max() < 1e-2
+    assert change2.mean() > 10 * change8.mean()
+    assert (change2 > change8).mean() > 0.8
+
+
+def test_sweep_bnb_scores_are_finite_and_quantized(sweep) -> None:
+    items = sweep["items"]
+    fp = _nll_per_language(items, "fp")
+    for config in ("bnb-int8", "bnb-nf4"):
+        nll = _nll_per_language(items, config)
+        assert all(np.isfinite(v) for v in nll.values())
+        # real quantization: close to full precision but not identical
+        assert any(nll[lang] != fp[lang] for lang in LANGS), config
+        assert all(abs(nll[lang] / fp[lang] - 1) < 0.5 for lang in LANGS), config
+
+
+def test_sweep_fake_quant_rows_match_manual_application(sweep, bloom64, tiny_tokenizer) -> None:
+    """Wanda uses the pooled calibration norms; the oracle uses each language's own moments."""
+    items, texts, calibration = sweep["items"], sweep["texts"], sweep["calibration"]
+    snap = WeightSnapshot(target_linears(bloom64, EXCLUDE))
+    try:
+        apply_in_place(snap, parse_config("prune-wanda-50"), input_norms=calibration.input_norms())
+        wanda = items[items["config"] == "prune-wanda-50"]
+        for lang, per in texts.items():
+            rows = wanda[wanda["language"] == lang].set_index("item_id").loc[list(per)]
+            scores = score_items(bloom64, tiny_tokenizer, list(per.values()))
+            np.testing.assert_allclose(rows["nll"].to_numpy(), scores.nll, rtol=1e-5)
+        snap.restore()
+        oracle = items[items["config"] == "oracle-w4-ch"]
+        per_language = {}
+        for lang, per in texts.items():
+            apply_in_place(snap, parse_config("oracle-w4-ch"), moments=calibration.select([lang]))
+            rows = oracle[oracle["language"] == lang].set_index("item_id").loc[list(per)]
+            scores = score_items(bloom64, tiny_tokenizer, list(per.values()))
+            np.testing.assert_allclose(rows["nll"].to_numpy(), scores.nll, rtol=1e-5)
+            per_language[lang] = _state(bloom64)
+            snap.restore()
+        # the oracle really is a different model per language
+        first, second = per_language["en"], per_language["zh_Hans"]
+        assert any(not torch.equal(first[k], second[k]) for k in first)
+    finally:
+        snap.restore()

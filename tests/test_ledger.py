@@ -1,0 +1,221 @@
+"""The hypothesis ledger: metric names, verdicts from rules, Holm correction, missing inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qfair.analysis.ledger import METRICS, check_metric, evaluate_ledger
+from qfair.params import CorrelationRule, LaaciqRule, NotRunRule, SignTestRule
+
+CONFIGS = ["rtn-w4-ch-sym", "bnb-nf4"]
+LANGUAGES = ["am", "ar", "bn", "de", "en", "es", "fr", "hi", "sw", "yo", "zh", "ur"]
+ALPHA = 0.05
+# BCa's acceleration is 0/0 for some jackknife samples of a near-perfect rank correlation (scipy).
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in scalar divide:RuntimeWarning")
+
+
+# --- metric names ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("unit", "name"), [
+    ("language", "resource_level"), ("language", "token_premium"), ("language", "rho:rtn-w4-ch-sym"),
+    ("language", "rho:bnb-nf4"), ("layer", "sink_mass"), ("layer", "attn_kurtosis"),
+    ("checkpoint", "step"), ("checkpoint", "max_kurtosis"),
+])
+def test_check_metric_accepts_known_metrics(unit: str, name: str) -> None:
+    assert check_metric(unit, name, CONFIGS) is None
+
+
+@pytest.mark.parametrize(("unit", "name"), [
+    ("language", "foo"), ("language", "rho:rtn-w3-ch-sym"), ("language", "rho:"),
+    ("layer", "resource_level"), ("layer", "rho:rtn-w4-ch-sym"), ("checkpoint", "sink_mass"),
+    ("language", "Resource_level"),
+])
+def test_check_metric_rejects_others_naming_them(unit: str, name: str) -> None:
+    problem = check_metric(unit, name, CONFIGS)
+    assert problem is not None and repr(name) in problem
+
+
+def test_check_metric_explains_rho_of_unswept_config() -> None:
+    assert "compress.configs" in check_metric("language", "rho:mse-w4-ch", CONFIGS)
+    message = check_metric("layer", "foo", CONFIGS)
+    assert all(name in message for name in METRICS["layer"])  # the known metrics are listed
+
+
+# --- synthetic tables and rules ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tables() -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    x = np.linspace(-3.0, 2.0, len(LANGUAGES))
+    language = pd.DataFrame({
+        "resource_level": x,
+        "rho:rtn-w4-ch-sym": -x + rng.normal(0, 0.05, len(LANGUAGES)),
+        "rho:bnb-nf4": rng.normal(0, 1, len(LANGUAGES)),
+        "script_latin": [1.0, 0.0] * 6,
+        "baseline_bpb": rng.uniform(1, 3, len(LANGUAGES)),
+    }, index=pd.Index(LANGUAGES, name="language"))
+    layer = pd.DataFrame({
+        "layer_index": [0.0, 1.0, 2.0, 3.0],
+        "attn_kurtosis": [5.0, 7.0, 4.0, 9.0],
+        "mlp_kurtosis": [1.0, 2.0, 3.0, 8.0],
+        "max_kurtosis": [5.0, 7.0, 4.0, 9.0],
+        "sink_mass": [0.2, 0.5, 0.1, 0.9],
+    }, index=pd.Index([0, 1, 2, 3], name="layer"))
+    checkpoint = pd.DataFrame({"step": [100.0, 200.0, 300.0, 400.0, 500.0],
+                               "max_kurtosis": [1.0, 1.5, 2.5, 2.6, 4.0]},
+                              index=pd.Index([f"step_{s}" for s in range(100, 600, 100)], name="checkpoint"))
+    return {"language": language, "layer": layer, "checkpoint": checkpoint}
+
+
+def correlation(rule_id: str, x: str, y: str, direction: str, unit: str = "language",
+                threshold: float = 0.0, covariates: list[str] | None = None) -> CorrelationRule:
+    return CorrelationRule(id=rule_id, statement=f"{x} vs {y}", kind="correlation", unit=unit, x=x, y=y,
+                           statistic="spearman", threshold=threshold, direction=direction,
+                           covariates=covariates or [])
+
+
+SIGN = SignTestRule(id="S-1", statement="attention heavier", kind="sign_test", unit="layer",
+                    x="attn_kurtosis", y="mlp_kurtosis", direction="greater")
+NOT_RUN = NotRunRule(id="N-1", statement="needs a second model size", kind="not_run",
+                     reason="one model size in this profile")
+LAACIQ = LaaciqRule(id="L-1", statement="LA-ACIQ narrows the range", kind="laaciq_vs_aciq",
+                    treatment="laaciq-uniform-w4-ch", baseline="aciq-laplace-w4-ch",
+                    min_range_reduction=0.2, max_mean_rho_increase=0.05)
+SWEEP_VERDICTS = [{"id": "L-1", "range_reduction": 0.31, "range_reduction_ci_low": 0.12,
+                   "range_reduction_ci_high": 0.45, "mean_rho_increase": 0.01,
+                   "verdict": "SUPPORTED"},
+                  {"id": "other", "range_reduction": 0.0, "range_reduction_ci_low": 0.0,
+                   "range_reduction_ci_high": 0.0, "mean_rho_increase": 0.0, "verdict": "REJECTED"}]
+
+
+def run(rules, tables, verdicts=SWEEP_VERDICTS, alpha: float = ALPHA) -> list[dict]:
+    return evaluate_ledger(rules, tables, verdicts, alpha, permutation_resamples=999,
+                           bootstrap_resamples=999, confidence=0.95, seed=3)
+
+
+RULES = [
+    correlation("C-less", "resource_level", "rho:rtn-w4-ch-sym", "less",
+                covariates=["script_latin", "baseline_bpb"]),
+    NOT_RUN,
+    correlation("C-greater", "resource_level", "rho:rtn-w4-ch-sym", "greater"),
+    LAACIQ,
+    correlation("C-null", "resource_level", "rho:bnb-nf4", "greater"),
+    SIGN,
+    correlation("C-layer", "sink_mass", "max_kurtosis", "greater", unit="layer"),
+    correlation("C-ckpt", "step", "max_kurtosis", "greater", unit="checkpoint"),
+]
+
+
+@pytest.fixture(scope="module")
+def ledger(tables) -> dict[str, dict]:
+    records = run(RULES, tables)
+    assert [r["id"] for r in records] == [rule.id for rule in RULES]  # params order kept
+    return {r["id"]: r for r in records}
+
+
+# --- verdicts ----------------------------------------------------------------------------------
+
+
+def test_strong_negative_correlation_supports_less(ledger) -> None:
+    record = ledger["C-less"]
+    assert record["value"] < -0.9 and record["ci_high"] < 0
+    assert record["p"] < 0.01 and record["p_holm"] < ALPHA
+    assert record["alternative"] == "less"
+    assert record["partial_r"] is not None and record["partial_r"] < 0
+    assert record["covariates"] == "script_latin,baseline_bpb"
+    assert record["verdict"] == "SUPPORTED"
+
+
+def test_the_same_data_reject_greater(ledger) -> None:
+    record = ledger["C-greater"]
+    assert record["value"] == pytest.approx(ledger["C-less"]["value"])
+    assert record["alternative"] == "greater" and record["p"] > 0.9
+    assert record["verdict"] == "REJECTED"
+
+
+def test_uncorrelated_data_are_not_supported(ledger) -> None:
+    assert ledger["C-null"]["verdict"] != "SUPPORTED"
+
+
+def test_sign_test_record(ledger) -> None:
+    record = ledger["S-1"]
+    assert record["n"] == 4 and record["value"] == 1.0  # attention is heavier in all 4 layers
+    assert record["p"] == pytest.approx(0.5**4)  # one-sided binomial test
+    assert record["ci_low"] <= record["value"] <= record["ci_high"]
+    # 4 of 4 is not significant at 0.05: not enough layers to decide
+    assert record["verdict"] == "INCONCLUSIVE"
+
+
+def test_checkpoint_correlation(ledger) -> None:
+    record = ledger["C-ckpt"]
+    assert record["value"] == pytest.approx(1.0) and record["n"] == 5
+    assert record["unit"] == "checkpoint"
+
+
+def test_holm_adjusts_every_tested_record(ledger) -> None:
+    tested = [r for r in ledger.values() if "p" in r]
+    assert {r["id"] for r in tested} == {"C-less", "C-greater", "C-null", "S-1", "C-layer", "C-ckpt"}
+    for record in tested:
+        assert record["p_holm"] >= record["p"]
+        assert record["p_holm"] <= 1.0
+    # Holm step-down, computed here independently: sorted ascending, (m - i) * p, running max
+    ordered = sorted(tested, key=lambda r: r["p"])
+    m, running = len(ordered), 0.0
+    for i, record in enumerate(ordered):
+        running = max(running, min(1.0, (m - i) * record["p"]))
+        assert record["p_holm"] == pytest.approx(running)
+    assert ordered[0]["p_holm"] == pytest.approx(m * ordered[0]["p"])
+
+
+def test_verdict_needs_the_holm_p_below_alpha(tables) -> None:
+    # the CI lies below 0, but a permutation p >= 1/1000 can never beat this alpha
+    record = run([RULES[0]], tables, alpha=1e-4)[0]
+    assert record["ci_high"] < 0
+    assert record["verdict"] == "INCONCLUSIVE"
+
+
+def test_holm_family_size_changes_the_adjustment(tables) -> None:
+    alone = run([RULES[0]], tables)[0]
+    assert alone["p_holm"] == pytest.approx(alone["p"])
+    together = run([RULES[0], RULES[2]], tables)[0]
+    assert together["p_holm"] == pytest.approx(2 * together["p"])
+
+
+def test_not_run_records_carry_the_reason(ledger) -> None:
+    record = ledger["N-1"]
+    assert record["verdict"] == "NOT RUN"
+    assert record["reason"] == "one model size in this profile"
+    assert "p" not in record and "p_holm" not in record
+
+
+def test_laaciq_rule_takes_the_sweep_verdict(ledger, tables) -> None:
+    record = ledger["L-1"]
+    assert record["verdict"] == "SUPPORTED"
+    assert record["value"] == 0.31 and record["ci_low"] == 0.12 and record["ci_high"] == 0.45
+    assert record["mean_rho_increase"] == 0.01
+    assert "p_holm" not in record  # not part of the Holm family
+    flipped = [{**SWEEP_VERDICTS[0], "verdict": "REJECTED"}]
+    assert run([LAACIQ], tables, verdicts=flipped)[0]["verdict"] == "REJECTED"
+
+
+def test_laaciq_rule_without_sweep_verdict_raises(tables) -> None:
+    with pytest.raises(KeyError, match="L-1"):
+        run([LAACIQ], tables, verdicts=SWEEP_VERDICTS[1:])
+
+
+@pytest.mark.parametrize(("rule", "missing"), [
+    (correlation("C-miss", "token_premium", "rho:rtn-w4-ch-sym", "greater"), "token_premium"),
+    (correlation("C-miss", "resource_level", "rho:bnb-fp4", "greater"), "rho:bnb-fp4"),
+    (correlation("C-miss", "resource_level", "rho:bnb-nf4", "greater", covariates=["tokens_per_byte"]),
+     "tokens_per_byte"),
+    (SignTestRule(id="C-miss", statement="s", kind="sign_test", unit="layer", x="attn_kurtosis",
+                  y="mlp_out_norm", direction="greater"), "mlp_out_norm"),
+])
+def test_missing_column_raises_naming_the_metric(rule, missing: str, tables) -> None:
+    with pytest.raises(KeyError) as info:
+        run([rule], tables)
+    assert repr(missing) in str(info.value) and "C-miss" in str(info.value)

