@@ -20,6 +20,7 @@ from transformers import AutoTokenizer
 from qfair.corpus.store import read_split
 from qfair.eval import score_items, score_items_one_by_one
 from qfair.models import load_model
+from qfair.params import load_params
 from qfair.quant.apply import WeightSnapshot, apply_in_place, target_linears
 from qfair.quant.configs import parse_config
 
@@ -38,8 +39,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=20, help="test items per language")
     parser.add_argument("--configs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sizes", default="1,256,512,1024,4096", help="batch token budgets")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    batch_tokens = load_params().eval.batch_tokens
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL))
     model = load_model(MODEL)
     test = read_split("data/corpus", "test")
@@ -47,11 +50,18 @@ def main() -> None:
     print(f"{len(texts)} items ({args.items} per language x {len(test)} languages), "
           f"{args.threads} threads")
 
-    batched, t_batched = timed(lambda: score_items(model, tokenizer, texts, 4096, 1024))
+    score_items(model, tokenizer, texts[:50], batch_tokens, 1024)  # warm-up
+    batched, t_batched = timed(lambda: score_items(model, tokenizer, texts, batch_tokens, 1024))
     single, t_single = timed(lambda: score_items_one_by_one(model, tokenizer, texts, 1024))
     max_diff = float(abs(batched.nll - single.nll).max())
-    print(f"[eval] batched {t_batched:.2f} s, one-by-one {t_single:.2f} s: "
-          f"speed-up {t_single / t_batched:.2f}x (max |NLL difference| {max_diff:.2e} nats)")
+    print(f"[eval] batched (eval.batch_tokens={batch_tokens}) {t_batched:.2f} s, one-by-one "
+          f"{t_single:.2f} s: speed-up {t_single / t_batched:.2f}x "
+          f"(max |NLL difference| {max_diff:.2e} nats)")
+    sizes = [int(size) for size in args.sizes.split(",")]
+    times = {size: timed(lambda s=size: score_items(model, tokenizer, texts, s, 1024))[1]
+             for size in sizes}
+    print("[eval] seconds by batch token budget: "
+          + ", ".join(f"{size}: {seconds:.2f}" for size, seconds in times.items()))
 
     configs = [parse_config(name) for name in CONFIGS[: args.configs]]
     snapshot = WeightSnapshot(target_linears(model, ["lm_head"]))
@@ -59,7 +69,7 @@ def main() -> None:
     def in_memory():
         for config in configs:
             apply_in_place(snapshot, config, input_norms=None)
-            score_items(model, tokenizer, texts, 4096, 1024)
+            score_items(model, tokenizer, texts, batch_tokens, 1024)
             snapshot.restore()
 
     def naive():
@@ -67,7 +77,7 @@ def main() -> None:
             fresh = load_model(MODEL)
             linears = target_linears(fresh, ["lm_head"])
             apply_in_place(WeightSnapshot(linears), config)
-            score_items(fresh, tokenizer, texts, 4096, 1024)
+            score_items(fresh, tokenizer, texts, batch_tokens, 1024)
 
     # Warm-up (first-call costs of the quantizers and of loading) outside both timings.
     apply_in_place(snapshot, configs[0])
