@@ -2,12 +2,7 @@
 
 from pathlib import Path
 
-from qfair.analysis.tokenization import (
-    load_external_tokenizer,
-    load_tiktoken,
-    premium_table,
-    tokenizers_counter,
-)
+from qfair.analysis.tokenization import load_token_counter, premium_table, tokenizers_counter
 from qfair.corpus.store import read_split
 from qfair.io import write_csv, write_json
 from qfair.params import load_params
@@ -20,13 +15,8 @@ def main() -> None:
     params = load_params()
     tokenizers = {"qfair": tokenizers_counter(load_tokenizer(Path("models/tokenizer")))}
     for index, spec in enumerate(params.tokenizers):
-        where = f"tokenizers[{index}] ({spec.name})"
-        if spec.encoding is not None:
-            tokenizers[spec.name] = load_tiktoken(spec.package, spec.version, spec.sha256,
-                                                  spec.member, spec.encoding, where)
-        else:
-            tokenizers[spec.name] = tokenizers_counter(load_external_tokenizer(
-                spec.source, spec.package, spec.version, spec.sha256, spec.member, where))
+        tokenizers[spec.name] = load_token_counter(**spec.model_dump(exclude={"name"}),
+                                                   param=f"tokenizers[{index}] ({spec.name})")
     splits = {split: read_split(CORPUS, split) for split in ("test", "udhr")}
     table = premium_table(tokenizers, splits, params.corpus.reference_language)
     write_csv(Path("results/tokenizers/premium.csv"), table)

@@ -64,6 +64,15 @@ def load_external_tokenizer(source: str, package: str, version: str, sha256: str
     raise ValueError(f"{param}: unknown source {source!r}")
 
 
+def load_token_counter(source: str, package: str, version: str, sha256: str, member: str,
+                       encoding: str | None, param: str) -> TokenCounter:
+    """The token counter of one external tokenizer spec: tiktoken with ``encoding``, else a
+    ``tokenizer.json``."""
+    if encoding is not None:
+        return load_tiktoken(package, version, sha256, member, encoding, param)
+    return tokenizers_counter(load_external_tokenizer(source, package, version, sha256, member, param))
+
+
 def tokenizers_counter(tokenizer: Tokenizer) -> TokenCounter:
     """Tokens of ``texts`` without special tokens (what the text itself costs)."""
     return lambda texts: sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
