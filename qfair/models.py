@@ -28,14 +28,23 @@ def build_bloom(vocab_size: int, hidden_size: int, n_layer: int, n_head: int, dr
 
 def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "cpu",
                revision: str | None = None, trust_remote_code: bool = False,
+               attn_implementation: str | None = None, device_map: str | dict | None = None,
                **kwargs: object) -> PreTrainedModel:
     """Load a causal LM from a local directory or a hub id, in eval mode.
 
-    ``dtype`` is one of float32/bfloat16/float16; ``revision`` pins a hub commit or tag; extra
-    keyword arguments (``quantization_config``, ``device_map``) go to ``from_pretrained``.
+    ``dtype`` is one of float32/bfloat16/float16; ``revision`` pins a hub commit or tag.
+    ``attn_implementation`` ("sdpa", "eager", ...; None: transformers' default, SDPA where the
+    architecture supports it; BLOOM supports eager only) and ``device_map`` (e.g. "auto": accelerate
+    spreads a model too large for one GPU over all visible GPUs, then CPU) go to
+    ``from_pretrained``, as do extra keyword arguments (``quantization_config``).
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype: unknown {dtype!r}; choose one of {sorted(DTYPES)}")
+    check_device(device)
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     local = Path(name_or_path)
     if local.exists() and not (local / "config.json").is_file():
         raise FileNotFoundError(f"{local}: no config.json, not a saved model directory")
@@ -46,6 +55,18 @@ def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "
     if "device_map" not in kwargs and "quantization_config" not in kwargs:
         model = model.to(device)
     return model.eval()
+
+
+def check_device(device: str | torch.device) -> None:
+    """A device this machine has: a CUDA device without CUDA is an error naming it, before any work."""
+    target = torch.device(device)
+    if target.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine "
+                         "(use device 'cpu' or run on a GPU machine)")
+    if target.index is not None and target.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -10,7 +10,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from qfair.hub import HubModelParams
 
 
 class Strict(BaseModel):
@@ -68,12 +79,67 @@ class CorpusParams(Strict):
         return self
 
 
+class FloresParams(Strict):
+    """Where FLORES+ comes from: the gated hub dataset at a pinned revision, or a local copy."""
+
+    dataset: str = "openlanguagedata/flores_plus"
+    revision: str
+    data_dir: str | None = None  # a folder of <split>/<code>.parquet files (tests, offline mirrors)
+
+
+class FloresCorpusParams(Strict):
+    """The paper profile's corpus: FLORES+ dev -> the dev split, devtest -> the test split.
+
+    Hub checkpoints need no training split, so this corpus has none.
+    """
+
+    source: Literal["flores"]
+    flores: FloresParams
+    languages: list[str] = Field(min_length=1)
+    reference_language: str
+
+    @field_validator("languages")
+    @classmethod
+    def _known_codes(cls, codes: list[str]) -> list[str]:
+        from qfair.registry import flores_languages
+
+        known = flores_languages()
+        unknown = [code for code in codes if code not in known]
+        if unknown:
+            raise ValueError(f"unknown FLORES+ code(s) {unknown} "
+                             "(qfair/registry/flores_languages.yaml lists the known ones)")
+        if len(set(codes)) != len(codes):
+            raise ValueError("codes must be unique")
+        return codes
+
+    @model_validator(mode="after")
+    def _reference_selected(self) -> FloresCorpusParams:
+        if self.reference_language not in self.languages:
+            raise ValueError(f"reference_language {self.reference_language!r} must be one of "
+                             "corpus.languages")
+        return self
+
+
+def _source_tag(default: str) -> object:
+    """A discriminator reading ``source`` and falling back to the embedded profile's variant, so
+    the embedded params.yaml stays valid without a ``source`` key."""
+    def tag(value: object) -> str:
+        if isinstance(value, dict):
+            return str(value.get("source", default))
+        return str(getattr(value, "source", default))
+
+    return Discriminator(tag)
+
+
 class TokenizerParams(Strict):
     vocab_size: int = Field(ge=300, le=200_000)
     min_frequency: int = Field(ge=1)
 
 
 class ModelParams(Strict):
+    """The embedded profile's model: a BLOOM trained from scratch by the train_model stage."""
+
+    source: Literal["train"] = "train"
     architecture: Literal["bloom"]
     hidden_size: int = Field(ge=8, le=8192)
     n_layer: int = Field(ge=1, le=96)
@@ -108,6 +174,9 @@ class EvalParams(Strict):
     confidence: float = Field(gt=0.5, lt=1)
     ci_method: Literal["percentile", "basic", "BCa"]
     seed: int
+    device: Literal["cpu", "cuda"] = "cpu"  # cuda is checked against the machine at stage start
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # compute dtype of evaluation
+    compile: bool = False  # torch.compile the forward pass with a fused NLL (GPU speed; docs/gpu.md)
 
 
 class CompressParams(Strict):
@@ -221,17 +290,28 @@ class AnalysisParams(Strict):
 
 
 class Params(Strict):
-    profile: Literal["embedded"]
+    profile: Literal["embedded", "paper"]
     seed: int
-    corpus: CorpusParams
+    corpus: Annotated[Annotated[CorpusParams, Tag("kolibri")] | Annotated[FloresCorpusParams, Tag("flores")],
+                      _source_tag("kolibri")]
     tokenizer: TokenizerParams
-    model: ModelParams
+    model: Annotated[Annotated[ModelParams, Tag("train")] | Annotated[HubModelParams, Tag("hub")],
+                     _source_tag("train")]
     train: TrainParams
     eval: EvalParams
     compress: CompressParams
     analysis: AnalysisParams
     tokenizers: list[ExternalTokenizer]
     hypotheses: list[Hypothesis]
+
+    @model_validator(mode="after")
+    def _corpus_fits_model(self) -> Params:
+        if isinstance(self.model, ModelParams) and isinstance(self.corpus, FloresCorpusParams):
+            raise ValueError("model.source: 'train' needs a corpus with a training split; FLORES+ has none "
+                             "(use model.source: hub, or the kolibri corpus)")
+        if isinstance(self.corpus, FloresCorpusParams) and "udhr" in self.eval.splits:
+            raise ValueError("eval.splits: 'udhr' is built only with the kolibri corpus")
+        return self
 
     @model_validator(mode="after")
     def _rules_name_known_things(self) -> Params:
@@ -260,10 +340,22 @@ class ParamsError(ValueError):
     """params.yaml is malformed; the message names the key."""
 
 
+# The variant tags pydantic inserts into error locations of the discriminated sections; dropped so
+# an error names the key as written in params.yaml (corpus.split.seed, not corpus.kolibri.split.seed).
+_VARIANT_TAGS = {"corpus": {"kolibri", "flores"}, "model": {"train", "hub"}}
+
+
+def _key(loc: tuple) -> str:
+    parts = list(loc)
+    if len(parts) > 1 and parts[0] in _VARIANT_TAGS and parts[1] in _VARIANT_TAGS[parts[0]]:
+        del parts[1]
+    return ".".join(str(part) for part in parts) or "<root>"
+
+
 def _describe(error: ValidationError, path: Path) -> str:
     lines = [f"{path}: invalid parameters"]
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        key = _key(item["loc"])
         lines.append(f"  {key}: {item['msg']}")
     return "\n".join(lines)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qfair.eval import (
+    TokenItems,
     bits_per_byte,
     bits_per_byte_ci,
     encode_items,
@@ -201,6 +203,192 @@ def test_score_corpus_table(tiny_model, tiny_tokenizer, tiny_corpus) -> None:
     text = splits["dev"][row["language"]][row["item_id"]]
     assert row["nll"] == pytest.approx(score_items(tiny_model, tiny_tokenizer, [text]).nll[0],
                                        rel=1e-5)
+
+
+# ------------------------------------------------ the fast path (GPU-ready) against the old loop
+
+
+def _per_item_greedy_batches(lengths, batch_tokens):
+    """length_sorted_batches as first written: one greedy step per item."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches, current, width = [], [], 0
+    for index in order:
+        new_width = max(width, lengths[index])
+        if current and new_width * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current, new_width = [], lengths[index]
+        current.append(index)
+        width = new_width
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _per_item_loop_nll(model, tokenizer, texts, batch_tokens, max_tokens=1024) -> np.ndarray:
+    """score_items as first written: padded batches filled item by item, CPU float32."""
+    items = encode_items(tokenizer, texts, max_tokens)
+    lengths = [len(ids) for ids in items]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    nll = np.zeros(len(texts))
+    for batch in _per_item_greedy_batches(lengths, batch_tokens):
+        width = max(lengths[i] for i in batch)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, index in enumerate(batch):
+            input_ids[row, : lengths[index]] = torch.tensor(items[index])
+            mask[row, : lengths[index]] = 1
+        with torch.no_grad():
+            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
+        token_nll = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), input_ids[:, 1:], reduction="none") * mask[:, 1:]
+        nll[batch] = token_nll.double().sum(dim=1).numpy()
+    return nll
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.integers(0, 300), max_size=60), budget=st.integers(1, 1000))
+def test_length_sorted_batches_equal_the_per_item_greedy(lengths, budget) -> None:
+    assert length_sorted_batches(lengths, budget) == _per_item_greedy_batches(lengths, budget)
+
+
+def test_cpu_float32_scores_are_bit_identical_to_the_per_item_loop(tiny_model, tiny_tokenizer,
+                                                                    tiny_corpus) -> None:
+    texts = _varied_texts(tiny_corpus)
+    for budget in (1, 300, 10**6):
+        fast = score_items(tiny_model, tiny_tokenizer, texts, batch_tokens=budget)
+        np.testing.assert_array_equal(fast.nll, _per_item_loop_nll(tiny_model, tiny_tokenizer, texts, budget))
+
+
+@settings(max_examples=100, deadline=None)
+@given(items=st.lists(st.lists(st.integers(0, 10**6), min_size=1, max_size=30), min_size=1, max_size=20),
+       data=st.data())
+def test_token_items_padded_batch_matches_a_row_by_row_build(items, data) -> None:
+    tokens = TokenItems.from_lists(items)
+    assert len(tokens) == len(items) and tokens.lengths.tolist() == [len(ids) for ids in items]
+    batch = data.draw(st.lists(st.integers(0, len(items) - 1), min_size=1, max_size=8, unique=True))
+    input_ids, mask = tokens.padded(batch, pad_id=-7)
+    width = max(len(items[i]) for i in batch)
+    assert input_ids.shape == mask.shape == (len(batch), width)
+    assert input_ids.dtype == mask.dtype == np.int64
+    for row, index in enumerate(batch):
+        n = len(items[index])
+        assert input_ids[row, :n].tolist() == items[index]
+        assert input_ids[row, n:].tolist() == [-7] * (width - n)
+        assert mask[row].tolist() == [1] * n + [0] * (width - n)
+
+
+def test_both_nll_layouts_compute_the_log_softmax_nll() -> None:
+    from qfair.eval import _nll_class_axis_second, _nll_last_axis
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 11, 5000, generator=generator) * 4
+    targets = torch.randint(0, 5000, (3, 11), generator=generator)
+    exact = -torch.log_softmax(logits.double(), -1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    # the last-axis form takes one more position (the whole logits) and ignores the last one
+    extra = torch.cat([logits, torch.full((3, 1, 5000), float("nan"))], dim=1)
+    for result in (_nll_class_axis_second(logits, targets), _nll_last_axis(extra, targets)):
+        assert result.dtype == torch.float32 and result.shape == targets.shape
+        torch.testing.assert_close(result.double(), exact, rtol=1e-5, atol=1e-5)
+    # bf16 logits: the log-softmax itself still runs in float32 (on the bf16 values)
+    half = extra.bfloat16()
+    torch.testing.assert_close(_nll_last_axis(half, targets),
+                               _nll_class_axis_second(half[:, :-1].float(), targets), rtol=1e-6, atol=1e-5)
+
+
+def test_fused_nll_equals_the_log_softmax_nll() -> None:
+    from qfair.eval import fused_token_nll_sums, token_nll_sums
+
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 9, 3000, generator=generator) * 4
+    input_ids = torch.randint(0, 3000, (4, 9), generator=generator)
+    mask = (torch.arange(9) < torch.tensor([9, 5, 2, 7])[:, None]).long()
+    for dtype in (torch.float32, torch.bfloat16):
+        fused = fused_token_nll_sums(logits.to(dtype), input_ids, mask)
+        assert fused.dtype == torch.float64 and fused.shape == (4,)
+        torch.testing.assert_close(fused, token_nll_sums(logits.to(dtype), input_ids, mask),
+                                   rtol=1e-6, atol=1e-5)
+    # padding is never read: poisoning the masked positions' logits changes nothing
+    poisoned = logits.clone()
+    poisoned[1, 4:] = float("nan")
+    assert torch.equal(fused_token_nll_sums(poisoned, input_ids, mask)[[0, 2, 3]],
+                       fused_token_nll_sums(logits, input_ids, mask)[[0, 2, 3]])
+
+
+def _compiled_matches_eager(model, tokenizer, texts: list[str]) -> None:
+    lengths = [len(ids) for ids in encode_items(tokenizer, texts, 1024)]
+    batches = length_sorted_batches(lengths, 300)
+    assert min(lengths) == 2 and min(len(b) for b in batches) == 1  # the sizes compile would specialise on
+    eager = score_items(model, tokenizer, texts, batch_tokens=300)
+    compiled = score_items(model, tokenizer, texts, batch_tokens=300, compile=True)
+    np.testing.assert_allclose(compiled.nll, eager.nll, rtol=1e-5)
+    np.testing.assert_array_equal(compiled.n_tokens, eager.n_tokens)
+    # the default path is untouched by a compiled call: still bit for bit the same
+    np.testing.assert_array_equal(score_items(model, tokenizer, texts, batch_tokens=300).nll, eager.nll)
+
+
+def test_compiled_scoring_matches_eager(tiny_model, tiny_tokenizer, tiny_corpus, monkeypatch) -> None:
+    """The compiled path's logic (graph capture, padding to sizes >= 2/3, fused NLL), traced by
+    dynamo and run by the cheap ``aot_eager`` backend; the inductor test below is opt-in."""
+    import torch._dynamo
+
+    import qfair.eval
+
+    monkeypatch.setattr(qfair.eval, "COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    try:
+        _compiled_matches_eager(tiny_model, tiny_tokenizer, _varied_texts(tiny_corpus))
+        # one graph for every batch shape: no graph break, no recompilation
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    finally:
+        torch._dynamo.reset()
+
+
+@pytest.mark.skipif(not os.environ.get("QFAIR_TEST_INDUCTOR"),
+                    reason="inductor compiles C++ kernels on CPU (~30 s); set QFAIR_TEST_INDUCTOR=1")
+def test_inductor_compiled_scoring_matches_eager(tiny_model, tiny_tokenizer, tiny_corpus) -> None:
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    try:
+        _compiled_matches_eager(tiny_model, tiny_tokenizer, _varied_texts(tiny_corpus))
+    finally:
+        torch._dynamo.reset()
+
+
+def test_bfloat16_model_scores_close_to_float32(tiny_model, tiny_tokenizer, tiny_corpus) -> None:
+    import copy
+
+    texts = _varied_texts(tiny_corpus)
+    full = score_items(tiny_model, tiny_tokenizer, texts, batch_tokens=300)
+    half = score_items(copy.deepcopy(tiny_model).to(torch.bfloat16), tiny_tokenizer, texts, batch_tokens=300)
+    assert half.nll.dtype == np.float64
+    assert not np.array_equal(half.nll, full.nll)  # it really ran in bf16
+    np.testing.assert_allclose(half.nll, full.nll, rtol=0.05)
+
+
+def test_score_corpus_uses_the_given_scorer(tiny_model, tiny_tokenizer, tiny_corpus) -> None:
+    calls = []
+
+    def scorer(model, tokenizer, texts, batch_tokens, max_tokens, progress):
+        calls.append((len(texts), batch_tokens, max_tokens))
+        return score_items(model, tokenizer, texts, batch_tokens, max_tokens, progress)
+
+    splits = {"dev": {loc: dict(list(items.items())[:2]) for loc, items in tiny_corpus.splits["dev"].items()}}
+    frame = score_corpus(tiny_model, tiny_tokenizer, splits, 512, 1024, progress=False, scorer=scorer)
+    assert calls == [(len(frame), 512, 1024)]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_scores_match_cpu(tiny_model, tiny_tokenizer, tiny_corpus) -> None:
+    import copy
+
+    texts = _varied_texts(tiny_corpus)
+    cpu = score_items(tiny_model, tiny_tokenizer, texts, batch_tokens=300)
+    gpu = copy.deepcopy(tiny_model).to("cuda")
+    np.testing.assert_allclose(score_items(gpu, tiny_tokenizer, texts, batch_tokens=300).nll, cpu.nll,
+                               rtol=1e-4)
+    np.testing.assert_allclose(score_items(gpu.to(torch.bfloat16), tiny_tokenizer, texts, 300).nll,
+                               cpu.nll, rtol=0.05)
 
 
 # ------------------------------------------------------------------------ bootstrap CIs

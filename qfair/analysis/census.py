@@ -278,3 +278,54 @@ def head_kurtosis(weight: torch.Tensor, n_heads: int, head_axis: Literal["in", "
     blocks = torch.split(w, size // n_heads, dim=axis)
     return np.array([tensor_stats(block, name=f"head {i}", k=0)["excess_kurtosis"]
                      for i, block in enumerate(blocks)], dtype=np.float64)
+
+
+# Architectures whose checkpoints store Linear weights as ``[in, out]`` (transformers' Conv1D):
+# GPT-2 and mGPT (model_type gpt2).
+CONV1D_MODEL_TYPES = frozenset({"gpt2"})
+
+
+def weight_files(folder: Path | str) -> list[Path]:
+    """The safetensors file(s) of a saved model: ``model.safetensors`` or its shards, in order."""
+    folder = Path(folder)
+    single = folder / "model.safetensors"
+    files = [single] if single.is_file() else sorted(folder.glob("model-*-of-*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no model.safetensors (or shards) found")
+    return files
+
+
+def attention_head_count(folder: Path | str) -> tuple[int, bool]:
+    """``(query heads, Conv1D layout)`` of a saved model, from its config.
+
+    The key differs by architecture (``n_head`` for BLOOM/GPT-2, ``attention_heads`` for XGLM,
+    ``num_attention_heads`` elsewhere); transformers' configs map all of them to
+    ``num_attention_heads``. With grouped-query attention (Llama, Qwen2) the output projection's
+    inputs are still the query heads, so the query head count is the one that splits them.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(folder))
+    heads = getattr(config, "num_attention_heads", None)
+    if not isinstance(heads, int) or heads < 1:
+        raise ValueError(f"{folder}/config.json: no attention head count ({config.model_type}: "
+                         "num_attention_heads / n_head / attention_heads)")
+    return heads, config.model_type in CONV1D_MODEL_TYPES
+
+
+def attention_head_kurtosis(folder: Path | str) -> pd.DataFrame:
+    """Per-head excess kurtosis of every layer's attention output projection (EXP-034's input).
+
+    Columns: layer, head, excess_kurtosis; rows in file order.
+    """
+    n_heads, transposed = attention_head_count(folder)
+    rows = []
+    for path in weight_files(folder):
+        with safe_open(str(path), framework="pt") as handle:
+            for name in handle.keys():
+                layer, component = label_parameter(name)
+                if component == "attn_o" and parameter_kind(name) == "weight":
+                    weight = handle.get_tensor(name)
+                    for head, kurt in enumerate(head_kurtosis(weight, n_heads, transposed=transposed)):
+                        rows.append({"layer": layer, "head": head, "excess_kurtosis": kurt})
+    return pd.DataFrame(rows)

@@ -58,6 +58,20 @@ def _column(table: pd.DataFrame, name: str, rule_id: str) -> np.ndarray:
     return table[name].to_numpy(dtype=np.float64)
 
 
+MIN_UNITS = 4  # the correlation battery's minimum
+
+
+def _complete_units(table: pd.DataFrame, names: Sequence[str],
+                    rule_id: str) -> tuple[pd.DataFrame, list[str]]:
+    """The units where every metric of a test is defined, and the units left out.
+
+    A metric may be undefined for some units, e.g. ``resource_level`` of a language whose model
+    has no published pretraining share; such a unit is left out of that test only.
+    """
+    defined = np.logical_and.reduce([np.isfinite(_column(table, name, rule_id)) for name in names])
+    return table[defined], [str(unit) for unit in table.index[~defined]]
+
+
 def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], sweep_verdicts: list[dict],
                     alpha: float, permutation_resamples: int, bootstrap_resamples: int,
                     confidence: float, seed: int) -> list[dict]:
@@ -78,7 +92,12 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], sweep_verd
                             "mean_rho_increase": found["mean_rho_increase"],
                             "verdict": found["verdict"]})
         elif rule.kind == "correlation":
-            table = tables[rule.unit]
+            table, left_out = _complete_units(tables[rule.unit], [rule.x, rule.y, *rule.covariates], rule.id)
+            if left_out and len(table) < MIN_UNITS:  # too few once undefined units are left out
+                records.append({**base, "verdict": "NOT RUN", "left_out": left_out,
+                                "reason": f"only {len(table)} {rule.unit}s have every metric of this test "
+                                          f"(at least {MIN_UNITS} needed); left out: {left_out}"})
+                continue
             covariates = {c: _column(table, c, rule.id) for c in rule.covariates}
             alternative = rule.direction if rule.threshold == 0 else "two-sided"
             result = correlation_battery(
@@ -88,7 +107,8 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], sweep_verd
                 confidence=confidence, seed=seed, alternative=alternative)
             records.append({**base, "unit": rule.unit, "x": rule.x, "y": rule.y,
                             "threshold": rule.threshold, "direction": rule.direction,
-                            **result.to_dict(), "p": result.permutation_p})
+                            **result.to_dict(), "p": result.permutation_p,
+                            **({"left_out": left_out} if left_out else {})})
         elif rule.kind == "sign_test":
             table = tables[rule.unit]
             x, y = _column(table, rule.x, rule.id), _column(table, rule.y, rule.id)

@@ -165,6 +165,14 @@ class UdhrSource(PinnedPackageSource):
         return texts
 
 
+@register_source("flores")
+def flores_source(**options: object) -> Source:
+    """FLORES+ (qfair/corpus/flores.py; imported on use, since it needs ``datasets``)."""
+    from qfair.corpus.flores import FloresSource
+
+    return FloresSource(**options)  # type: ignore[arg-type]
+
+
 @register_source("local")
 class LocalFolderSource:
     """A folder of ``<locale>.jsonl`` files with ``{"id": ..., "text": ...}`` rows."""

@@ -3,6 +3,8 @@
 Fake-quant configs rewrite weights in place from a full-precision copy kept in memory
 (:class:`WeightSnapshot`), so a sweep never reloads the model from disk; bitsandbytes configs
 load the saved model through transformers' ``BitsAndBytesConfig`` (real int8/4-bit kernels).
+Everything runs where the model is: the snapshot, the quantizer arithmetic and the activation
+statistics stay on its device (a GPU copy of the weights for a model on a GPU).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qfair.eval import padded_batches
+from qfair.eval import model_device, padded_batches
 from qfair.quant.aciq import aciq_clip, mse_grid_clip
 from qfair.quant.configs import CompressionConfig
 from qfair.quant.laaciq import laaciq_clip
@@ -32,7 +34,7 @@ def target_linears(model: nn.Module, exclude: Sequence[str]) -> dict[str, nn.Lin
 
 
 class WeightSnapshot:
-    """A full-precision copy of the target weights, restored after each config."""
+    """A copy of the target weights as loaded, on their device, restored after each config."""
 
     def __init__(self, linears: dict[str, nn.Linear]) -> None:
         self.linears = linears
@@ -52,17 +54,19 @@ def input_second_moments(model: nn.Module, linears: dict[str, nn.Linear], tokeni
 
     Returns the moments and the token count (so moments of several languages can be pooled).
     """
-    sums = {name: torch.zeros(lin.in_features, dtype=torch.float64) for name, lin in linears.items()}
+    device = model_device(model)
+    # Sums stay on the model's device (no host sync per layer and batch); moved to CPU once.
+    sums = {name: torch.zeros(lin.in_features, dtype=torch.float64, device=device)
+            for name, lin in linears.items()}
     state: dict[str, torch.Tensor] = {}
 
     def hook(name: str):
         def accumulate(module: nn.Module, args: tuple) -> None:
             x = args[0].reshape(-1, args[0].shape[-1])[state["keep"]]
-            sums[name] += x.double().square().sum(0).cpu()
+            sums[name] += x.double().square().sum(0).to(device)
         return accumulate
 
     handles = [lin.register_forward_pre_hook(hook(name)) for name, lin in linears.items()]
-    device = next(model.parameters()).device
     count = 0
     try:
         for _, input_ids, mask in padded_batches(tokenizer, texts, batch_tokens, max_tokens, device):
@@ -72,7 +76,7 @@ def input_second_moments(model: nn.Module, linears: dict[str, nn.Linear], tokeni
     finally:
         for handle in handles:
             handle.remove()
-    return {name: total / count for name, total in sums.items()}, count
+    return {name: (total / count).cpu() for name, total in sums.items()}, count
 
 
 def language_weights(weighting: str, languages: list[str], resource_share: dict[str, float],
@@ -135,20 +139,27 @@ def apply_in_place(snapshot: WeightSnapshot, config: CompressionConfig,
 
 
 def load_bitsandbytes(path: Path | str, config: CompressionConfig, exclude: Sequence[str],
-                      int8_threshold: float, device: str = "cpu") -> nn.Module:
-    """Load the saved model with real bitsandbytes quantization of its Linear layers."""
+                      int8_threshold: float, device: str = "cpu", dtype: str = "float32") -> nn.Module:
+    """Load the saved model with real bitsandbytes quantization of its Linear layers.
+
+    ``device`` is where the quantized layers live ("cpu", "cuda", "cuda:1"); ``dtype`` is the
+    dtype of the unquantized parts and the 4-bit compute dtype (bfloat16 on a GPU).
+    """
     from transformers import BitsAndBytesConfig
 
-    from qfair.models import load_model
+    from qfair.models import DTYPES, check_device, load_model
 
+    check_device(device)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: unknown {dtype!r}; choose one of {sorted(DTYPES)}")
     if config.bnb_type == "int8":
         quant = BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=int8_threshold,
                                    llm_int8_skip_modules=list(exclude))
     else:
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=config.bnb_type,
                                    bnb_4bit_use_double_quant=config.double_quant,
-                                   bnb_4bit_compute_dtype=torch.float32,
+                                   bnb_4bit_compute_dtype=DTYPES[dtype],
                                    llm_int8_skip_modules=list(exclude))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*inputs will be cast.*")
-        return load_model(path, quantization_config=quant, device_map=device)
+        return load_model(path, dtype=dtype, quantization_config=quant, device_map=device)

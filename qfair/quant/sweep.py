@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from qfair.eval import score_items
+from qfair.eval import model_device, score_items
 from qfair.quant.apply import (
     WeightSnapshot,
     apply_in_place,
@@ -64,6 +64,14 @@ def calibrate(model: torch.nn.Module, tokenizer, texts: Texts, settings: SweepSe
     return Calibration(languages, stacked, torch.tensor(tokens, dtype=torch.float64))
 
 
+def _dtype_name(model: torch.nn.Module) -> str:
+    """The name (qfair.models.DTYPES) of the model's floating-point dtype."""
+    from qfair.models import DTYPES
+
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    return next(name for name, value in DTYPES.items() if value == dtype)
+
+
 def _score(model, tokenizer, texts: Texts, languages: list[str], settings: SweepSettings,
            config: str) -> pd.DataFrame:
     keys = [(lang, item_id) for lang in languages for item_id in texts[lang]]
@@ -84,7 +92,9 @@ def run_sweep(model: torch.nn.Module, model_path: Path, tokenizer, configs: list
 
     Fake-quant configs are applied in place from a snapshot and undone afterwards; the oracle
     quantizes once per language with that language's statistics alone and scores only it.
+    Everything runs on the model's device and dtype: bitsandbytes configs are loaded there too.
     """
+    device, dtype = model_device(model), _dtype_name(model)
     languages = sorted(texts)
     snapshot = WeightSnapshot(target_linears(model, settings.exclude_modules))
     frames = [_score(model, tokenizer, texts, languages, settings, "fp")]
@@ -92,9 +102,11 @@ def run_sweep(model: torch.nn.Module, model_path: Path, tokenizer, configs: list
     for config in tqdm(configs, desc="sweep", mininterval=1):
         if config.method == "bnb":
             quantized = load_bitsandbytes(model_path, config, settings.exclude_modules,
-                                          settings.bnb_int8_threshold)
+                                          settings.bnb_int8_threshold, device=str(device), dtype=dtype)
             frames.append(_score(quantized, tokenizer, texts, languages, settings, config.name))
             del quantized
+            if device.type == "cuda":
+                torch.cuda.empty_cache()  # the quantized copy's memory goes back before the next config
         elif config.method == "oracle":
             for lang in languages:
                 apply_in_place(snapshot, config, moments=calibration.select([lang]),
