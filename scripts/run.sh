@@ -2,7 +2,7 @@
 # The README's two commands:  bash scripts/run.sh repro   |   bash scripts/run.sh test
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+if [ "${1:-}" = repro ]; then bash scripts/setup.sh --with-tex; else bash scripts/setup.sh; fi
 export PATH="$PWD/.venv/bin:$PATH"
 export MKL_DYNAMIC=FALSE OMP_DYNAMIC=FALSE  # load-independent CPU numerics (qfair/determinism.py)
 case "${1:-}" in

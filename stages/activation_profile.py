@@ -7,21 +7,27 @@ from transformers import AutoTokenizer
 from qfair.analysis.activations import profile_languages
 from qfair.corpus.store import read_split
 from qfair.determinism import deterministic_cpu
+from qfair.eval_mlm import load_masked_lm, model_kind
+from qfair.hub import preflight
 from qfair.io import write_csv
 from qfair.models import load_model
 from qfair.params import load_params
+from qfair.runinfo import timed_stage
 
 CORPUS = Path("data/corpus")
-MODEL = Path("models/embedded/final")
+MODELS = Path("models")  # models/<profile>/final
 OUT = Path("results/activations")
 
 
 def main() -> None:
     params = load_params()
+    preflight(params, model=False, flores=False)  # eval.device: cuda on a machine without CUDA
     deterministic_cpu(params.train.threads)
-    tokenizer = AutoTokenizer.from_pretrained(str(MODEL))
+    model_dir = MODELS / params.profile / "final"
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    load = load_masked_lm if model_kind(params) == "masked_lm" else load_model
     # Eager attention returns the attention probabilities the sink measurement needs.
-    model = load_model(MODEL, attn_implementation="eager")
+    model = load(model_dir, dtype=params.eval.dtype, device=params.eval.device, attn_implementation="eager")
     layers, heads = profile_languages(model, tokenizer, read_split(CORPUS, "test"),
                                       params.eval.batch_tokens, params.eval.max_tokens)
     write_csv(OUT / "layers.csv", layers)
@@ -31,4 +37,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with timed_stage("activation_profile"):
+        main()

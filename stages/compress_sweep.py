@@ -1,4 +1,12 @@
-"""Stage compress_sweep: every compression config x every language, with disparity statistics."""
+"""Stage compress_sweep: every compression config x every language, with disparity statistics.
+
+Resource levels (disparity terciles, LA-ACIQ's resource weighting) come from the corpus manifest
+(embedded) or the hub model's published pretraining shares (paper, qfair.analysis.resource).
+Languages without a published share get an empty resource_level cell, and the tercile ratio is
+computed over the languages that have one. A ``laaciq-resource`` config needs every language's
+share and is refused before any work if one is missing. Masked LMs are refused: the sweep scores
+causal likelihoods only.
+"""
 
 import time
 from pathlib import Path
@@ -7,6 +15,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from qfair.analysis.resource import ResourceLevels, optional_column, resource_levels
 from qfair.analysis.sweep import (
     disparity_table,
     per_language_table,
@@ -14,16 +23,20 @@ from qfair.analysis.sweep import (
 )
 from qfair.corpus.store import read_manifest, read_split
 from qfair.determinism import deterministic_cpu
+from qfair.eval_mlm import model_kind
+from qfair.hub import preflight
 from qfair.io import write_csv, write_json
 from qfair.models import load_model
 from qfair.params import load_params
 from qfair.quant.apply import target_linears
 from qfair.quant.configs import check_group_sizes, parse_config
 from qfair.quant.sweep import SweepSettings, calibrate, run_sweep
+from qfair.runinfo import timed_stage
 
 CORPUS = Path("data/corpus")
-MODEL = Path("models/embedded/final")
+MODELS = Path("models")  # models/<profile>/final
 OUT = Path("results/sweep")
+TERCILE_COLUMNS = ["tercile_ratio", "tercile_ratio_ci_low", "tercile_ratio_ci_high"]
 
 
 def seeded_subset(per_language: dict[str, dict[str, str]], count: int, seed: int):
@@ -41,32 +54,64 @@ def layer_input_widths(path: Path, exclude: list[str]) -> set[int]:
     return {lin.in_features for lin in target_linears(skeleton, exclude).values()}
 
 
+def check_sweepable(params, configs, levels: ResourceLevels) -> dict[str, float]:
+    """Refuse what the sweep cannot do, before any model is loaded; return LA-ACIQ's shares."""
+    if model_kind(params) == "masked_lm":
+        raise ValueError(f"model.name: {params.model.name!r} is a masked LM; the compression sweep scores "
+                         "causal likelihoods only (evaluate it with the evaluate stage, which uses "
+                         "pseudo-log-likelihood), or pick a causal_lm from qfair/registry/models.yaml")
+    resource = [c.name for c in configs if c.method == "laaciq" and c.weighting == "resource"]
+    if resource and not levels.complete:
+        levels.require_shares(levels.languages, f"compress.configs {resource} (LA-ACIQ resource weighting)")
+    return {lang: levels.share[lang] for lang in levels.languages if lang in levels.share}
+
+
+def resource_disparity(items, configs, languages: list[str], levels: ResourceLevels, ci: dict):
+    """The disparity table; with languages lacking a resource level, range/worst/mean still cover
+    every language and the tercile ratio only those with a level ("undefined" below 3 of them)."""
+    if levels.complete:
+        return disparity_table(items, configs, languages, levels.level, **ci)
+    placeholder = {lang: levels.level.get(lang, 0.0) for lang in languages}  # tercile columns replaced
+    table = disparity_table(items, configs, languages, placeholder, **ci)
+    known = levels.known(languages)
+    if len(known) < 3:
+        table[TERCILE_COLUMNS] = "undefined"
+    else:
+        table[TERCILE_COLUMNS] = disparity_table(items, configs, known, levels.level, **ci)[TERCILE_COLUMNS]
+    return table
+
+
 def main() -> None:
     params = load_params()
     cp = params.compress
     configs = [parse_config(name) for name in cp.configs]
-    check_group_sizes(configs, layer_input_widths(MODEL, cp.exclude_modules))
+    model_dir = MODELS / params.profile / "final"
+    preflight(params, model=False, flores=False)  # eval.device: cuda on a machine without CUDA
+    manifest = read_manifest(CORPUS)["languages"]
+    levels = resource_levels(params, manifest)
+    share = check_sweepable(params, configs, levels)
+    check_group_sizes(configs, layer_input_widths(model_dir, cp.exclude_modules))
     deterministic_cpu(params.train.threads)
     started = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(str(MODEL))
-    model = load_model(MODEL)
-    manifest = read_manifest(CORPUS)["languages"]
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = load_model(model_dir, dtype=params.eval.dtype, device=params.eval.device)
     texts = seeded_subset(read_split(CORPUS, "test"), cp.items_per_language, cp.seed)
     calibration_texts = seeded_subset(read_split(CORPUS, "dev"), cp.calibration_items, cp.seed)
     settings = SweepSettings(cp.exclude_modules, cp.laaciq_prior, cp.bnb_int8_threshold,
                              params.eval.batch_tokens, params.eval.max_tokens,
                              params.corpus.reference_language)
     calibration = calibrate(model, tokenizer, calibration_texts, settings)
-    share = {lang: manifest[lang]["train_share"] for lang in texts}
-    items = run_sweep(model, MODEL, tokenizer, configs, texts, calibration, share, settings)
+    items = run_sweep(model, model_dir, tokenizer, configs, texts, calibration, share, settings)
     sweep_seconds = time.perf_counter() - started
 
     languages = sorted(texts)
-    level = {lang: manifest[lang]["resource_level"] for lang in languages}
     ci = dict(resamples=cp.bootstrap_resamples, confidence=params.eval.confidence, seed=cp.seed,
               method=params.eval.ci_method)
+    level = {lang: levels.level_or_nan(lang) for lang in languages}
     per_language = per_language_table(items, configs, languages, level, **ci)
-    disparity = disparity_table(items, configs, languages, level, **ci)
+    if not levels.complete:  # empty cells where a language has no resource level (no NaN in outputs)
+        per_language["resource_level"] = optional_column(per_language["resource_level"], per_language.index)
+    disparity = resource_disparity(items, configs, languages, levels, ci)
     thresholds = threshold_table(per_language, cp.threshold_tau)
 
     write_csv(OUT / "items.csv", items)
@@ -86,11 +131,17 @@ def main() -> None:
         "disparity": {row["config"]: {k: round(row[k], 6) for k in ("range", "worst", "mean")}
                       for _, row in disparity.iterrows()},
     }
+    if not levels.complete:
+        metrics["resource_level"] = levels.describe()
     write_json(Path("metrics/sweep.json"), metrics)
     print(disparity[["config", "range", "range_ci_low", "range_ci_high", "mean", "worst_language"]]
           .to_string(index=False))
     print(f"sweep: {len(configs)} configs in {sweep_seconds:.0f} s")
+    if not levels.complete:
+        print(f"resource level: {levels.source}; none for {levels.missing}: tercile ratios use the "
+              f"other {len(levels.known(languages))} languages")
 
 
 if __name__ == "__main__":
-    main()
+    with timed_stage("compress_sweep"):
+        main()

@@ -1,16 +1,33 @@
-"""Stage prepare_corpus: pinned Kolibri + UDHR -> cleaned parallel splits and a manifest."""
+"""Stage prepare_corpus: pinned Kolibri + UDHR (embedded) or FLORES+ (paper) -> parallel splits + manifest."""
 
 from pathlib import Path
 
 from qfair.corpus import build_corpus, write_corpus
 from qfair.io import atomic_dir
-from qfair.params import load_params
+from qfair.params import FloresCorpusParams, load_params
+from qfair.runinfo import timed_stage
 
 OUT = Path("data/corpus")
 
 
+def prepare_flores(params) -> None:
+    from qfair.corpus.flores import build_flores_corpus, write_flores_corpus
+    from qfair.hub import preflight
+
+    preflight(params, device=False, model=False)  # FLORES+ access (token or local copy) before loading
+    corpus, provenance = build_flores_corpus(params.corpus)
+    with atomic_dir(OUT) as tmp:
+        info = write_flores_corpus(corpus, provenance, tmp)
+    for code, entry in info["languages"].items():
+        print(f"{code:9s} {entry['script']:5s} {entry['family']:15s} dev {entry['dev_items']:5d} "
+              f"test {entry['test_items']:5d} ({entry['test_bytes']:7d} B)")
+
+
 def main() -> None:
     params = load_params()
+    if isinstance(params.corpus, FloresCorpusParams):
+        prepare_flores(params)
+        return
     corpus, provenance = build_corpus(params.corpus)
     with atomic_dir(OUT) as tmp:
         info = write_corpus(corpus, provenance, tmp)
@@ -21,4 +38,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with timed_stage("prepare_corpus"):
+        main()

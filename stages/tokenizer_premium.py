@@ -1,23 +1,32 @@
-"""Stage tokenizer_premium: tokens per byte and premium vs English, per tokenizer (C-001b)."""
+"""Stage tokenizer_premium: tokens per byte and premium vs English, per tokenizer (C-001b).
+
+Compares the model's own tokenizer (named ``qfair`` when trained here, else by model.name) with
+the external ones of params.tokenizers on every comparison split the corpus has: test and UDHR
+(embedded), or test only (FLORES+ devtest; the paper profile has no UDHR split).
+"""
 
 from pathlib import Path
 
 from qfair.analysis.tokenization import load_token_counter, premium_table, tokenizers_counter
-from qfair.corpus.store import read_split
+from qfair.corpus.store import read_manifest, read_split
 from qfair.io import write_csv, write_json
 from qfair.params import load_params
+from qfair.runinfo import timed_stage
 from qfair.tokenizer import load_tokenizer
 
 CORPUS = Path("data/corpus")
+SPLITS = ("test", "udhr")  # the parallel comparison splits, where the corpus has them
 
 
 def main() -> None:
     params = load_params()
-    tokenizers = {"qfair": tokenizers_counter(load_tokenizer(Path("models/tokenizer")))}
+    own = "qfair" if params.model.source == "train" else params.model.name
+    tokenizers = {own: tokenizers_counter(load_tokenizer(Path("models/tokenizer")))}
     for index, spec in enumerate(params.tokenizers):
         tokenizers[spec.name] = load_token_counter(**spec.model_dump(exclude={"name"}),
                                                    param=f"tokenizers[{index}] ({spec.name})")
-    splits = {split: read_split(CORPUS, split) for split in ("test", "udhr")}
+    available = read_manifest(CORPUS)["splits"]
+    splits = {split: read_split(CORPUS, split) for split in SPLITS if split in available}
     table = premium_table(tokenizers, splits, params.corpus.reference_language)
     write_csv(Path("results/tokenizers/premium.csv"), table)
     test = table[table["split"] == "test"]
@@ -32,4 +41,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with timed_stage("tokenizer_premium"):
+        main()

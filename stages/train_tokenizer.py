@@ -1,17 +1,32 @@
-"""Stage train_tokenizer: byte-level BPE on the training split of every language."""
+"""Stage train_tokenizer: byte-level BPE on the training split of every language (embedded), or the
+published checkpoint's own tokenizer, copied from the hub (model.source: hub)."""
 
 from pathlib import Path
 
 from qfair.io import atomic_dir, read_jsonl
 from qfair.params import load_params
+from qfair.runinfo import timed_stage
 from qfair.tokenizer import save_tokenizer, train_bpe
 
 CORPUS = Path("data/corpus")
 OUT = Path("models/tokenizer")
 
 
+def copy_hub_tokenizer(params) -> None:
+    from qfair.hub import materialize_tokenizer, preflight, registry_entry
+
+    preflight(params, device=False, flores=False)  # a gated model needs its token before any download
+    entry = registry_entry(params.model.name)
+    with atomic_dir(OUT) as tmp:
+        size = materialize_tokenizer(entry, tmp, params.model.resolved_revision)
+    print(f"vocabulary {size} tokens: {entry.hub_id}@{params.model.resolved_revision}")
+
+
 def main() -> None:
     params = load_params()
+    if params.model.source == "hub":
+        copy_hub_tokenizer(params)
+        return
     texts = [row["text"] for path in sorted((CORPUS / "train").glob("*.jsonl"))
              for row in read_jsonl(path)]
     tokenizer = train_bpe(texts, params.tokenizer.vocab_size, params.tokenizer.min_frequency)
@@ -21,4 +36,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with timed_stage("train_tokenizer"):
+        main()

@@ -26,11 +26,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 LANGS = ["en", "fr_FR", "yo", "zh_Hans", "hi_IN"]
+# The paper stage needs TeX; where it is absent (CI may lack it) the run stops before the PDF.
+TEX = all(shutil.which(tool) for tool in ("latexmk", "pdflatex", "bibtex"))
 STAGES = {"prepare_corpus", "train_tokenizer", "train_model", "evaluate", "compress_sweep",
-          "weight_census", "activation_profile", "tokenizer_premium", "mechanisms", "snapshot"}
+          "weight_census", "activation_profile", "tokenizer_premium", "mechanisms", "snapshot",
+          "report", "plots_template"} | ({"paper"} if TEX else set())
+TARGETS = [] if TEX else sorted(STAGES)
 # Includes every config the ledger's hypotheses name (params validation insists).
-SWEEP = ["rtn-w8-ch-sym", "rtn-w4-ch-sym", "rtn-w3-ch-sym", "rtn-w2-tensor-sym", "rtn-w4-g128-sym",
-         "rtn-w3-g16-asym",
+# The paper's text quotes rtn-w4-tensor-sym, bnb-int8 and bnb-nf4 too.
+SWEEP = ["rtn-w8-ch-sym", "rtn-w4-tensor-sym", "rtn-w4-ch-sym", "rtn-w3-ch-sym", "rtn-w2-tensor-sym",
+         "rtn-w4-g128-sym", "rtn-w3-g16-asym",
          "aciq-laplace-w4-ch", "aciq-mix-w4-ch", "mse-w4-ch", "laaciq-uniform-w4-ch",
          "laaciq-minimax-w4-ch", "oracle-w4-ch", "bnb-int8", "bnb-nf4", "prune-wanda-50",
          "prune-magnitude-30"]
@@ -91,8 +96,11 @@ class Repo:
 
     def repro(self, *flags: str) -> list[str]:
         """Run ``dvc repro``; return the stages it ran, in order."""
-        output = self.run("dvc", "repro", *flags)
+        output = self.run("dvc", "repro", *flags, *TARGETS)
         return re.findall(r"Running stage '([^']+)'", output)
+
+    def status(self) -> str:
+        return self.run("dvc", "status", *(["--with-deps", *TARGETS] if TARGETS else []))
 
     def read(self, relative: str) -> bytes:
         return (self.root / relative).read_bytes()
@@ -143,7 +151,7 @@ def first_run(repo: Repo) -> dict:
 
 
 def test_first_repro_runs_every_stage(repo: Repo, first_run: dict) -> None:
-    assert set(first_run["ran"]) == STAGES and first_run["ran"][-1] == "snapshot"
+    assert set(first_run["ran"]) == STAGES
     root = repo.root
     for relative in ("data/corpus/manifest.json", "models/tokenizer/tokenizer.json",
                      "models/embedded/final/model.safetensors", "models/embedded/final/config.json",
@@ -222,7 +230,7 @@ def test_ledger_has_a_verdict_for_every_hypothesis(repo: Repo, first_run: dict) 
 
 
 def test_second_repro_has_nothing_to_do(repo: Repo, first_run: dict) -> None:
-    status = repo.run("dvc", "status")
+    status = repo.status()
     assert "Data and pipelines are up to date" in status, status
     assert repo.repro() == []
     assert repo.read("metrics/eval.json") == first_run["eval"]
@@ -233,9 +241,11 @@ def test_eval_param_change_reruns_only_evaluate(repo: Repo, first_run: dict) -> 
     params["eval"]["bootstrap_resamples"] = 300
     _write_params(repo.root, params)
     try:
-        assert "evaluate" in repo.run("dvc", "status")
+        assert "evaluate" in repo.status()
         # consumers of evaluate's table follow; nothing upstream reruns
-        assert repo.repro() == ["evaluate", "mechanisms", "snapshot"]
+        ran = repo.repro()
+        assert ran[0] == "evaluate"
+        assert set(ran) == {"evaluate", "mechanisms", "snapshot", "report"} | ({"paper"} if TEX else set())
         before = pd.read_csv(io.BytesIO(first_run["per_language"]))
         after = pd.read_csv(repo.root / "results/eval/per_language.csv")
         # point estimates do not depend on the number of resamples; the intervals do
@@ -258,4 +268,51 @@ def test_forced_full_rerun_is_identical(repo: Repo, first_run: dict) -> None:
     assert repo.read("results/eval/per_language.csv") == first_run["per_language"]
     assert repo.read("results/eval/items.csv") == first_run["items"]
     assert repo.read("metrics/sweep.json") == first_run["sweep"]
-    assert "Data and pipelines are up to date" in repo.run("dvc", "status")
+    assert "Data and pipelines are up to date" in repo.status()
+
+
+def test_report_writes_every_paper_input(repo: Repo, first_run: dict) -> None:
+    from qfair.report.build import FIGURES, TABLES
+    from qfair.report.texcheck import missing_keys
+
+    generated = repo.root / "paper/generated"
+    for name in FIGURES:
+        for suffix in (".pdf", ".png"):
+            assert (generated / "figures" / f"{name}{suffix}").stat().st_size > 1000, name
+    for name in [*TABLES, "checklist"]:
+        assert r"\toprule" in (generated / "tables" / f"{name}.tex").read_text(encoding="utf-8"), name
+    # every number the hand-written text quotes exists for this (tiny) profile too
+    assert missing_keys(repo.root / "paper") == {}
+    appendix = (generated / "appendix.tex").read_text(encoding="utf-8")
+    assert "EXP-031" in appendix and "does not run B-001" in appendix
+    numbers = (generated / "numbers.tex").read_text(encoding="utf-8")
+    assert r"\@namedef{qf@num@train/steps}{12}" in numbers
+    if TEX:
+        pdf = repo.root / "paper/build/main.pdf"
+        assert pdf.read_bytes().startswith(b"%PDF")
+        assert (repo.root / "paper/build/page1.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.skipif(not (TEX and shutil.which("pdftotext")), reason="needs TeX and poppler-utils")
+def test_param_change_flows_into_the_pdf(repo: Repo, first_run: dict) -> None:
+    """A changed confidence level reruns what uses it and changes the PDF's numbers consistently."""
+    def pdf_text() -> str:
+        return subprocess.run(["pdftotext", "-layout", str(repo.root / "paper/build/main.pdf"), "-"],
+                              capture_output=True, text=True, check=True).stdout
+
+    before = pdf_text()
+    assert "95% CI" in before and "??" not in before
+    params = copy.deepcopy(repo.params)
+    params["eval"]["confidence"] = 0.9
+    _write_params(repo.root, params)
+    try:
+        ran = repo.repro()
+        assert {"evaluate", "compress_sweep", "report", "paper"} <= set(ran)
+        after = pdf_text()
+        assert "90% CI" in after and "95% CI" not in after and "??" not in after
+        ledger = json.loads(repo.read("results/hypotheses.json"))
+        low = next(row for row in ledger["hypotheses"] if row["id"] == "EXP-001")["ci_low"]
+        assert f"{low:.3f}" in after  # the ledger's new interval, as the PDF prints it
+    finally:
+        _write_params(repo.root, repo.params)
+        repo.repro()

@@ -12,27 +12,54 @@ def _fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _model_line(train: dict, parameters: int, eval_metrics: dict) -> str:
+    """What the model is: trained here (BLOOM, with its losses) or a published hub checkpoint."""
+    if train.get("source") != "hub":
+        return (f"- Model: BLOOM architecture, {parameters:,} parameters, {train['steps']} training steps; "
+                f"final training loss {_fmt(train['final_train_loss'])}, dev loss "
+                f"{_fmt(train['final_dev_loss']) if train['final_dev_loss'] is not None else 'n/a'} "
+                "nats/token.")
+    line = (f"- Model: `{train['hub_id']}` at revision `{train['revision']}` ({train['kind']}, "
+            f"{train['dtype']}), {parameters:,} parameters; a published checkpoint, not trained here.")
+    scoring = eval_metrics.get("test", {}).get("scoring")
+    if scoring and scoring != "causal bits per byte":
+        line += f" Bits per byte below are {scoring}."
+    return line
+
+
+def _share_order(languages, shares: dict[str, float]) -> list[str]:
+    """Largest share first; languages without one last, alphabetically."""
+    return sorted(languages, key=lambda lang: (lang not in shares, -shares.get(lang, 0.0), lang))
+
+
 def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFrame,
                       manifest: dict, disparity: pd.DataFrame, per_language_sweep: pd.DataFrame,
-                      parameters: int, ledger: dict, census: dict, confidence: float) -> str:
+                      parameters: int, ledger: dict, census: dict, confidence: float,
+                      profile: str = "embedded", shares: dict[str, float] | None = None,
+                      share_label: str = "train share", share_format: str = ".3f") -> str:
+    """The snapshot page. ``shares`` (language -> share of training data) defaults to the
+    manifest's ``train_share``; a hub model passes its published pretraining shares (a language
+    without one shows n/a)."""
     test = per_language[per_language["split"] == "test"].set_index("language")
     dev = per_language[per_language["split"] == "dev"].set_index("language")
     rho4 = per_language_sweep[per_language_sweep["config"] == "rtn-w4-ch-sym"].set_index("language")
+    if shares is None:
+        shares = {lang: entry["train_share"] for lang, entry in manifest.items()}
     lines = [
-        "# Results snapshot (embedded profile)",
+        f"# Results snapshot ({profile} profile)",
         "",
         "Written by the `snapshot` stage from the pipeline's outputs; do not edit by hand.",
         "",
-        f"- Model: BLOOM architecture, {parameters:,} parameters, {train['steps']} training steps; "
-        f"final training loss {_fmt(train['final_train_loss'])}, dev loss "
-        f"{_fmt(train['final_dev_loss']) if train['final_dev_loss'] is not None else 'n/a'} nats/token.",
+        _model_line(train, parameters, eval_metrics),
         f"- Test bits per byte: {_fmt(eval_metrics['test']['min_bits_per_byte'])} to "
         f"{_fmt(eval_metrics['test']['max_bits_per_byte'])} across "
         f"{eval_metrics['test']['languages']} languages; dev: "
         f"{_fmt(eval_metrics['dev']['min_bits_per_byte'])} to "
         f"{_fmt(eval_metrics['dev']['max_bits_per_byte'])}, "
         f"{eval_metrics['dev']['languages_below_unigram']}/{eval_metrics['dev']['languages']} "
-        "languages below their byte-unigram baseline.",
+        "languages below their byte-unigram baseline"
+        + (" (fitted on dev itself: no training split)."
+           if eval_metrics["dev"].get("unigram_fitted_on") == "dev" else "."),
     ]
     level = f"{confidence:.0%} CI"
     for row in (r for r in ledger["hypotheses"] if r["kind"] == "laaciq_vs_aciq"):
@@ -48,6 +75,8 @@ def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFram
         if "value" in row:
             stat = (f"{row.get('statistic', '')} {_fmt(row['value'])} "
                     f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]")
+            if row.get("left_out"):  # units without this test's metrics (no resource level)
+                stat += f" (n={row['n']}; without {', '.join(row['left_out'])})"
         else:
             stat = row.get("reason", "")
         p_holm = _fmt(row["p_holm"]) if "p_holm" in row else ""
@@ -60,12 +89,13 @@ def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFram
                      f"[{_fmt(row['range_ci_low'], 5)}, {_fmt(row['range_ci_high'], 5)}] | "
                      f"{row['worst_language']} |")
     lines += ["", "## Per language", "",
-              f"| locale | script | train share | test bpb [{level}] | dev bpb | dev unigram bpb | "
+              f"| locale | script | {share_label} | test bpb [{level}] | dev bpb | dev unigram bpb | "
               "rho at rtn-w4-ch-sym |", "|---|---|---|---|---|---|---|"]
-    for lang in sorted(test.index, key=lambda x: -manifest[x]["train_share"]):
+    for lang in _share_order(test.index, shares):
         row = test.loc[lang]
+        share = format(shares[lang], share_format) if lang in shares else "n/a"
         lines.append(
-            f"| {lang} | {manifest[lang]['script']} | {_fmt(manifest[lang]['train_share'])} | "
+            f"| {lang} | {manifest[lang]['script']} | {share} | "
             f"{_fmt(row['bits_per_byte'])} [{_fmt(row['bpb_ci_low'])}, {_fmt(row['bpb_ci_high'])}] | "
             f"{_fmt(dev.loc[lang, 'bits_per_byte'])} | {_fmt(dev.loc[lang, 'unigram_bits_per_byte'])} | "
             f"{_fmt(rho4.loc[lang, 'rho'], 5) if lang in rho4.index else 'n/a'} |")

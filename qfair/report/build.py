@@ -1,0 +1,183 @@
+"""Build ``paper/generated/``: the numbers file, tables, figures, appendix and checklist.
+
+:data:`FIGURES` and :data:`TABLES` are the registry of artifacts the paper may input; the test
+for hand-typed numbers checks every ``\\input``/``\\includegraphics`` of the paper against them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from qfair.analysis.resource import resource_levels
+from qfair.io import atomic_dir, write_json, write_text
+from qfair.params import Params, load_params
+from qfair.profile import PROFILES, available
+from qfair.report import figures as fig
+from qfair.report import tables as tab
+from qfair.report.experiments import appendix_tex
+from qfair.report.latex import escape, numbers_tex
+from qfair.report.numbers import collect_numbers
+from qfair.report.results import Results
+from qfair.report.style import save_figure
+
+HEADLINE = "rtn-w4-ch-sym"
+
+FIGURES: dict[str, Callable[[Results, Params], Figure]] = {
+    "training_curves": lambda r, p: fig.training_curves(r.train_loss, r.dev_loss, p.profile),
+    "kurtosis_heatmap": lambda r, p: fig.kurtosis_heatmap(r.tensors),
+    "kurtosis_over_training": lambda r, p: fig.kurtosis_over_training(r.checkpoints, p.profile),
+    "degradation_by_language": lambda r, p: fig.degradation_by_language(
+        r.sweep, HEADLINE, p.eval.confidence, p.profile
+    ),
+    "disparity_vs_bits": lambda r, p: fig.disparity_vs_bits(r.disparity, p.eval.confidence),
+    "exp007_scatter": lambda r, p: fig.correlation_scatter(
+        r.languages,
+        "outlier_layer_share",
+        f"rho:{HEADLINE}",
+        "share of block output in outlier layers",
+        rf"$\rho$ under {HEADLINE}",
+        p.eval.confidence,
+        profile=p.profile,
+    ),
+    "clipping": lambda r, p: fig.clipping_comparison(r.disparity, tab.CLIPPING_CONFIGS, p.eval.confidence),
+    "sink_mass": lambda r, p: fig.sink_mass(r.sink_heads),
+    "tokenizer_premium": lambda r, p: fig.tokenizer_premium(r.premium),
+}
+
+TABLES: dict[str, Callable[[Results, Params], str]] = {
+    "ledger": lambda r, p: tab.ledger_table(r.ledger),
+    "headline": lambda r, p: tab.disparity_table(r.disparity, tab.HEADLINE_CONFIGS),
+    "clipping": lambda r, p: tab.clipping_table(r.disparity),
+    "sweep_all": lambda r, p: tab.disparity_table(r.disparity, list(r.disparity["config"])),
+    "pruning": lambda r, p: tab.disparity_table(
+        r.disparity, [c for c in r.disparity["config"] if c.startswith("prune")]
+    ),
+    "per_language": lambda r, p: tab.per_language_table(r, published_shares(r, p)),
+    "tokenizers": lambda r, p: tab.tokenizer_table(r.premium),
+    "census": lambda r, p: tab.census_table(r.tensors),
+}
+
+STAGE_ORDER = ("prepare_corpus", "train_tokenizer", "train_model", "evaluate", "compress_sweep",
+               "weight_census", "activation_profile", "tokenizer_premium", "mechanisms")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "accelerate",
+    "bitsandbytes",
+    "safetensors",
+    "dvc",
+    "numpy",
+    "scipy",
+    "pandas",
+    "matplotlib",
+)
+
+
+def published_shares(results: Results, params: Params) -> dict[str, float] | None:
+    """A hub model's published pretraining shares by language (None: the corpus's training shares)."""
+    if params.model.source != "hub":
+        return None
+    return resource_levels(params, results.manifest["languages"]).share
+
+
+def all_profiles(folder: Path = PROFILES) -> list[Params]:
+    """Every profile of the project (profiles/*.yaml): the registries of what the text may quote."""
+    return [load_params(folder / f"{name}.yaml") for name in available(folder)]
+
+
+def checklist_facts(results: Results, params: Params) -> list[tuple[str, str]]:
+    """The reproducibility checklist, from params, the manifest, package metadata and stage timings."""
+    split = getattr(params.corpus, "split", None)  # FLORES+ comes split; no split seed
+    seeds = {
+        "global": params.seed,
+        **({"split": split.seed} if split is not None else {}),
+        "eval": params.eval.seed,
+        "compress": params.compress.seed,
+        "analysis": params.analysis.seed,
+    }
+    facts = [
+        ("profile", escape(params.profile)),
+        ("seeds", ", ".join(f"{k} {v}" for k, v in seeds.items())),
+        ("determinism", escape("MKL_DYNAMIC=FALSE, OMP_DYNAMIC=FALSE; torch deterministic algorithms")),
+    ]
+    for split, source in results.manifest["sources"].items():
+        if "sha256" in source:  # a pinned package
+            pin = f"{source['source']} {source['version']}", f"sha256 {source['sha256']}"
+        else:  # a dataset at a revision, or a local copy of one
+            pin = source["source"], " ".join(
+                f"{field} {source[field]}" for field in ("revision", "path") if field in source
+            )
+        facts.append(
+            (
+                f"data: {split}",
+                escape(pin[0]) + r" \newline \texttt{\scriptsize " + escape(pin[1]) + "}",
+            )
+        )
+    for tokenizer in params.tokenizers:
+        facts.append(
+            (
+                f"tokenizer: {tokenizer.name}",
+                escape(f"{tokenizer.source} {tokenizer.package} {tokenizer.version}")
+                + r" \newline \texttt{\scriptsize sha256 "
+                + escape(tokenizer.sha256)
+                + "}",
+            )
+        )
+    versions = []
+    for package in PACKAGES:
+        try:
+            versions.append(f"{package} {metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{package} (absent)")
+    facts.append(("packages", escape(", ".join(versions))))
+    if results.timings:
+        machine = next(iter(results.timings.values()))
+        facts.append(
+            (
+                "hardware",
+                escape(
+                    f"{machine['machine']}, {machine['cpus']} CPUs, "
+                    f"{machine['torch_threads']} torch threads, GPU: {machine['cuda'] or 'none'}; "
+                    f"{machine['os']}, Python {machine['python']}"
+                ),
+            )
+        )
+        order = {name: index for index, name in enumerate(STAGE_ORDER)}
+        timed = sorted(results.timings.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+        times = ", ".join(f"{name} {entry['seconds']:.0f}" for name, entry in timed)
+        facts.append(("stage wall times (s)", escape(times)
+                      + " (a stage that resumed from a checkpoint or DVC's run cache shows that run's time)"))
+    else:
+        facts.append(("stage times", "not recorded"))
+    return facts
+
+
+def build_report(
+    results: Results, params: Params, out: Path | str, profiles: Sequence[Params] | None = None
+) -> list[str]:
+    """Write every generated file of the paper into ``out`` (replaced as a whole); return their paths.
+
+    ``profiles`` (default: every profile in profiles/) define which absent numbers read ``n/a``.
+    """
+    out = Path(out)
+    profiles = all_profiles() if profiles is None else profiles
+    with atomic_dir(out) as staging:
+        for name, make in FIGURES.items():
+            save_figure(make(results, params), staging / "figures" / name)
+        for name, make in TABLES.items():
+            write_text(staging / "tables" / f"{name}.tex", make(results, params))
+        write_text(
+            staging / "tables" / "checklist.tex", tab.checklist_table(checklist_facts(results, params))
+        )
+        write_text(staging / "numbers.tex", numbers_tex(collect_numbers(results, params, profiles)))
+        write_text(
+            staging / "appendix.tex", appendix_tex(results.ledger, set(FIGURES), set(TABLES), params.profile)
+        )
+        files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+        write_json(staging / "manifest.json", {"files": files})
+    return files

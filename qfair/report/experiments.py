@@ -1,0 +1,246 @@
+"""The appendix: one section per experiment of the catalogue (EXPERIMENTS.md), generated.
+
+Each experiment names the figures, tables and hypotheses that answer it. The section shows them
+when the current profile produced them and says so in one generated line when it did not, with
+the reason the ledger or the catalogue gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from qfair.report.latex import escape
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    title: str
+    question: str
+    figures: tuple[str, ...] = ()  # keys of qfair.report.build.FIGURES (referenced by label)
+    tables: tuple[str, ...] = ()  # keys of qfair.report.build.TABLES (input here)
+    hypotheses: tuple[str, ...] = ()
+    not_run: str = ""  # why the embedded profile cannot run it (empty: it runs)
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+CATALOGUE: tuple[Experiment, ...] = (
+    Experiment(
+        "EXP-001",
+        "Does quantization hurt some languages more?",
+        "Relative NLL increase per language for every compression config; Spearman correlation of "
+        "resource level and degradation at 4 bits.",
+        figures=("degradation_by_language",),
+        tables=("per_language",),
+        hypotheses=("EXP-001", "EXP-001b"),
+    ),
+    Experiment(
+        "EXP-007/008",
+        "Does use of outlier-heavy layers predict degradation?",
+        "Outlier layers chosen from weights alone; per language, the share of block-output norm in "
+        "them and the effective kurtosis, against degradation.",
+        figures=("exp007_scatter",),
+        hypotheses=("EXP-007", "EXP-008"),
+    ),
+    Experiment(
+        "EXP-020",
+        "Kurtosis census across models",
+        "Per-tensor statistics for every model of the profile and a class per model.",
+        figures=("kurtosis_heatmap",),
+        tables=("census",),
+    ),
+    Experiment(
+        "EXP-022/026",
+        "Attention versus MLP",
+        "Kurtosis by component; sign test across layers.",
+        hypotheses=("EXP-022",),
+    ),
+    Experiment(
+        "EXP-024/025",
+        "Layer position and size scaling",
+        "Layer of maximal kurtosis; Spearman correlation of model size and maximal kurtosis within a family.",
+        figures=("kurtosis_heatmap",),
+        hypotheses=("EXP-025",),
+    ),
+    Experiment(
+        "EXP-023/027",
+        "Dropout and growth during training",
+        "Kurtosis per checkpoint; a dropout twin run.",
+        figures=("kurtosis_over_training",),
+        hypotheses=("EXP-027", "EXP-023"),
+    ),
+    Experiment(
+        "EXP-030",
+        "Attention sinks versus outliers",
+        "Per layer, attention mass on position 0 against the layer's maximal kurtosis.",
+        figures=("sink_mass",),
+        hypotheses=("EXP-030",),
+    ),
+    Experiment(
+        "EXP-033",
+        "Does tokenization predict degradation?",
+        "Tokens per byte and the premium over the reference language against degradation.",
+        figures=("tokenizer_premium",),
+        hypotheses=("EXP-033",),
+    ),
+    Experiment(
+        "EXP-034",
+        "Language-specific heads versus outliers",
+        "Overlap of language-specific heads with outlier-heavy heads.",
+        hypotheses=("EXP-034",),
+    ),
+    Experiment(
+        "EXP-009",
+        "Bit-width sweep",
+        "Round-to-nearest at every bit width, granularity and symmetry, plus bitsandbytes; threshold bits.",
+        figures=("disparity_vs_bits",),
+        tables=("sweep_all",),
+    ),
+    Experiment(
+        "EXP-031",
+        "Language-aware clipping (LA-ACIQ)",
+        "Disparity and mean degradation of LA-ACIQ against ACIQ, MSE clipping and the oracle.",
+        figures=("clipping",),
+        tables=("clipping",),
+        hypotheses=("EXP-031",),
+    ),
+    Experiment(
+        "REAL-001",
+        "End to end with a real quantization library",
+        "bitsandbytes-loaded models evaluated per language and compared with fake quantization.",
+        tables=("headline",),
+        hypotheses=("REAL-001",),
+    ),
+    Experiment(
+        "B-001",
+        "Are some heads language-specific?",
+        "Head specificity against a label-shuffle null.",
+        not_run="Track B (interpretability) is not built yet",
+    ),
+    Experiment(
+        "B-002",
+        "Does quantization damage what probes read?",
+        "Language-ID probes per layer.",
+        not_run="Track B (interpretability) is not built yet",
+    ),
+    Experiment(
+        "B-003",
+        "Ablation by language",
+        "Mean-ablation of heads and layers per language.",
+        not_run="Track B (interpretability) is not built yet",
+    ),
+    Experiment(
+        "B-004",
+        "Gradient attribution",
+        "Attribution patching per head and language.",
+        not_run="Track B (interpretability) is not built yet",
+    ),
+    Experiment(
+        "B-005",
+        "Causal mediation",
+        "Activation patching from the full-precision model.",
+        not_run="Track B (interpretability) is not built yet",
+    ),
+    Experiment(
+        "C-001b",
+        "Tokenizer efficiency gap",
+        "Tokens per byte and premium per tokenizer on the parallel test set and the UDHR.",
+        figures=("tokenizer_premium",),
+        tables=("tokenizers",),
+    ),
+    Experiment("C-002", "Quantization fairness", "A view of EXP-001.", figures=("degradation_by_language",)),
+    Experiment(
+        "C-003",
+        "Pruning",
+        "Magnitude and Wanda unstructured pruning; per-language degradation.",
+        tables=("pruning",),
+    ),
+    Experiment(
+        "C-004",
+        "Cost per language",
+        "Time and energy to process the parallel test set per language.",
+        not_run="per-language cost measurement is not built yet",
+    ),
+    Experiment(
+        "D-001",
+        "Morphological disambiguation under quantization",
+        "UD feature probes.",
+        not_run="Track D needs the treebank source, not built yet",
+    ),
+    Experiment(
+        "D-002",
+        "Parsing degradation",
+        "Structural probes.",
+        not_run="Track D needs the treebank source, not built yet",
+    ),
+    Experiment(
+        "D-003",
+        "Subword-morpheme alignment",
+        "Tokenizer boundaries against gold morphemes.",
+        not_run="Track D needs the treebank source, not built yet",
+    ),
+    Experiment(
+        "D-004",
+        "Joint versus pipeline robustness",
+        "Probes on full-precision and quantized states.",
+        not_run="Track D needs the treebank source, not built yet",
+    ),
+    Experiment(
+        "D-005",
+        "Morphological feature circuits",
+        "Heads whose ablation lowers D-001 accuracy.",
+        not_run="Track D needs the treebank source, not built yet",
+    ),
+)
+
+
+def _hypothesis_line(row: dict, profile: str) -> str:
+    head = rf"\item {escape(row['id'])} ({escape(row['statement'])})"
+    if row["verdict"] == "NOT RUN":
+        return f"{head}: not run in the {escape(profile)} profile; {escape(row['reason'])}."
+    return (
+        rf"{head}: \textsc{{{escape(row['verdict'].lower())}}};"
+        rf" estimate \qfnum{{hyp/{row['id']}/value}}"
+        + (rf" {{\qfnum{{hyp/{row['id']}/ci}}}}" if row.get("ci_low") is not None else "")
+        + (
+            rf", Holm-adjusted $p$ = \qfnum{{hyp/{row['id']}/p-holm}}"
+            if row.get("p_holm") is not None
+            else ""
+        )
+        + "."
+    )
+
+
+def appendix_tex(ledger: dict, figures: set[str], tables: set[str], profile: str) -> str:
+    """The appendix sections; ``figures``/``tables`` are the artifacts this run produced."""
+    by_id = {row["id"]: row for row in ledger["hypotheses"]}
+    lines = ["% Generated by the report stage (qfair/report/experiments.py); do not edit."]
+    for experiment in CATALOGUE:
+        lines += [
+            rf"\subsection{{{escape(experiment.id)}: {escape(experiment.title)}}}",
+            rf"\label{{app:{experiment.id.lower().replace('/', '-')}}}",
+            escape(experiment.question),
+        ]
+        shown_figures = [name for name in experiment.figures if name in figures]
+        shown_tables = [name for name in experiment.tables if name in tables]
+        rows = [by_id[h] for h in experiment.hypotheses if h in by_id]
+        ran = shown_figures or shown_tables or any(row["verdict"] != "NOT RUN" for row in rows)
+        if not ran:
+            reason = (
+                experiment.not_run
+                or next((row.get("reason", "") for row in rows), "")
+                or "its inputs are not produced by this profile"
+            )
+            lines.append(
+                rf"\par\emph{{The {escape(profile)} profile does not run {escape(experiment.id)}: "
+                rf"{escape(reason)}.}}"
+            )
+            continue
+        if shown_figures:
+            refs = ", ".join(rf"Figure~\ref{{fig:{name}}}" for name in shown_figures)
+            lines.append(rf"\par Results: {refs}.")
+        for name in shown_tables:
+            lines += [r"\begin{center}", rf"\input{{generated/tables/{name}}}", r"\end{center}"]
+        if rows:
+            lines += [r"\begin{itemize}", *(_hypothesis_line(row, profile) for row in rows), r"\end{itemize}"]
+    return "\n".join(lines) + "\n"

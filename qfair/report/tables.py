@@ -1,0 +1,216 @@
+"""The paper's tables as booktabs LaTeX, built from pipeline tables (no number typed here)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from qfair.report.latex import booktabs, escape, fmt, fmt_ci, fmt_pct, fmt_sig
+from qfair.report.results import Results
+
+HEADLINE_CONFIGS = [
+    "rtn-w8-ch-sym",
+    "rtn-w4-tensor-sym",
+    "rtn-w4-ch-sym",
+    "rtn-w4-g128-sym",
+    "rtn-w3-ch-sym",
+    "rtn-w2-ch-sym",
+    "bnb-int8",
+    "bnb-nf4",
+    "bnb-fp4",
+    "prune-magnitude-50",
+    "prune-wanda-50",
+]
+CLIPPING_CONFIGS = [
+    f"{method}-w{bits}-ch{suffix}"
+    for bits in (4, 3)
+    for method, suffix in (
+        ("rtn", "-sym"),
+        ("mse", ""),
+        ("aciq-laplace", ""),
+        ("aciq-gaussian", ""),
+        ("aciq-mix", ""),
+        ("laaciq-uniform", ""),
+        ("laaciq-resource", ""),
+        ("laaciq-minimax", ""),
+        ("laaciq-english", ""),
+        ("oracle", ""),
+    )
+]
+
+
+def _ci_cell(row: pd.Series, column: str) -> str:
+    return f"{fmt_sig(row[column])} [{fmt_sig(row[f'{column}_ci_low'])}, {fmt_sig(row[f'{column}_ci_high'])}]"
+
+
+def disparity_table(disparity: pd.DataFrame, configs: list[str]) -> str:
+    """Range, worst language and mean rho (with CIs) of the listed configs present in the sweep."""
+    rows = disparity.set_index("config")
+    body = [
+        [
+            r"\texttt{" + escape(name) + "}",
+            _ci_cell(rows.loc[name], "range"),
+            escape(rows.loc[name, "worst_language"]),
+            _ci_cell(rows.loc[name], "mean"),
+        ]
+        for name in configs
+        if name in rows.index
+    ]
+    return booktabs(
+        ["config", r"range of $\rho$", "worst", r"mean $\rho$"], body, "llll", size=r"\footnotesize"
+    )
+
+
+def clipping_table(disparity: pd.DataFrame) -> str:
+    present = [name for name in CLIPPING_CONFIGS if name in set(disparity["config"])]
+    four = sum(name.endswith(("w4-ch", "w4-ch-sym")) for name in present)
+    table = disparity_table(disparity, present)
+    if 0 < four < len(present):  # separate the bit widths with a rule
+        lines = table.splitlines()
+        data_start = lines.index(r"\midrule") + 1
+        lines.insert(data_start + four, r"\midrule")
+        table = "\n".join(lines) + "\n"
+    return table
+
+
+def _estimate(row: dict) -> str:
+    if row["kind"] == "not_run" or row.get("value") is None:  # not run: no estimate
+        return "--"
+    value = fmt(row["value"])
+    if row.get("ci_low") is not None:
+        value += " " + fmt_ci(row["ci_low"], row["ci_high"])
+    return value
+
+
+def ledger_table(ledger: dict) -> str:
+    """Every pre-registered hypothesis: statistic, estimate with CI, Holm p, verdict."""
+    body = []
+    for row in ledger["hypotheses"]:
+        statistic = escape(row.get("statistic", "--")).replace(r"\_", " ")
+        p_holm = fmt(row["p_holm"]) if row.get("p_holm") is not None else "--"
+        body.append(
+            [
+                escape(row["id"]),
+                r"\parbox[t]{0.36\linewidth}{\raggedright " + escape(row["statement"]) + "}",
+                statistic,
+                _estimate(row),
+                p_holm,
+                r"\textsc{" + escape(row["verdict"].lower()) + "}",
+            ]
+        )
+    return booktabs(
+        ["id", "hypothesis", "statistic", "estimate [CI]", "Holm $p$", "verdict"],
+        body,
+        "llllll",
+        size=r"\scriptsize",
+    )
+
+
+def per_language_table(results: Results, shares: dict[str, float] | None = None) -> str:
+    """Per language: script, training share, test bits per byte [CI], unigram, 4-bit rho [CI], B*.
+
+    ``shares`` (language -> fraction) replaces the manifest's training shares: a hub model's published
+    pretraining shares, shown as "pretraining share" with ``n/a`` for a language without one (last).
+    """
+    test = results.per_language[results.per_language["split"] == "test"].set_index("language")
+    rho = results.sweep[results.sweep["config"] == "rtn-w4-ch-sym"].set_index("language")
+    bstar = results.threshold_bits[results.threshold_bits["granularity"] == "channel"].set_index("language")
+    manifest = results.manifest["languages"]
+    published = shares is not None
+    if shares is None:
+        shares = {lang: entry["train_share"] for lang, entry in manifest.items()}
+    body = []
+    for language in sorted(test.index, key=lambda lang: (lang not in shares, -shares.get(lang, 0.0))):
+        row = test.loc[language]
+        if language not in shares:
+            share = "n/a"
+        elif published:  # published shares span orders of magnitude
+            share = fmt_sig(100 * shares[language], 2) + r"\%"
+        else:
+            share = fmt_pct(shares[language], 2)
+        cells = [
+            escape(language),
+            escape(manifest[language]["name"]),
+            escape(row["script"]),
+            share,
+            f"{fmt(row['bits_per_byte'])} {fmt_ci(row['bpb_ci_low'], row['bpb_ci_high'])}",
+            fmt(row["unigram_bits_per_byte"]),
+        ]
+        if language in rho.index:
+            r = rho.loc[language]
+            cells.append(
+                f"{fmt_sig(r['rho'], 2)} [{fmt_sig(r['rho_ci_low'], 2)}, {fmt_sig(r['rho_ci_high'], 2)}]"
+            )
+        else:
+            cells.append("--")
+        cells.append(
+            str(int(bstar.loc[language, "b_star"]))
+            if language in bstar.index and pd.notna(bstar.loc[language, "b_star"])
+            else "--"
+        )
+        body.append(cells)
+    header = [
+        "code",
+        "language",
+        "script",
+        "pretraining share" if published else "train share",
+        "test bits/byte [CI]",
+        "unigram",
+        r"$\rho$ RTN W4 [CI]",
+        r"$B^*$",
+    ]
+    return booktabs(header, body, "lllrlrlr", size=r"\scriptsize")
+
+
+def tokenizer_table(premium: pd.DataFrame) -> str:
+    rows = []
+    for (tokenizer, split), group in premium.groupby(["tokenizer", "split"]):
+        worst = group.loc[group["premium"].idxmax()]
+        rows.append(
+            (
+                float(group["premium"].mean()),
+                [
+                    escape(tokenizer),
+                    escape(split),
+                    fmt(float(group["premium"].mean()), 2),
+                    fmt(float(worst["premium"]), 2),
+                    escape(worst["language"]),
+                    fmt(float(group["tokens_per_byte"].mean()), 3),
+                ],
+            )
+        )
+    body = [cells for _, cells in sorted(rows, key=lambda item: (item[1][1], item[0]))]
+    return booktabs(
+        ["tokenizer", "split", "mean premium", "max premium", "worst", "tokens/byte"],
+        body,
+        "llrrlr",
+        size=r"\footnotesize",
+    )
+
+
+def census_table(tensors: pd.DataFrame) -> str:
+    """Excess kurtosis by component, per model (final model and checkpoints)."""
+    weights = tensors[tensors["kind"] == "weight"]
+    body = []
+    for (model, component), group in weights.groupby(["model", "component"], sort=True):
+        body.append(
+            [
+                escape(model),
+                escape(component),
+                str(len(group)),
+                fmt(float(group["excess_kurtosis"].mean()), 2),
+                fmt(float(group["excess_kurtosis"].max()), 2),
+                fmt(float(group["max_abs_over_std"].max()), 1),
+            ]
+        )
+    return booktabs(
+        ["model", "component", "tensors", "mean kurtosis", "max kurtosis", r"max $|w|/\sigma$"],
+        body,
+        "llrrrr",
+        size=r"\scriptsize",
+    )
+
+
+def checklist_table(facts: list[tuple[str, str]]) -> str:
+    return booktabs(
+        ["item", "value"], [[escape(k), v] for k, v in facts], r"lp{0.62\linewidth}", size=r"\footnotesize"
+    )

@@ -1,0 +1,17 @@
+"""Stage plots_template: results/plots/offline.html, the template `dvc plots show` uses offline."""
+
+from pathlib import Path
+
+from qfair.io import write_text
+from qfair.report.plots import VEGA_SCRIPTS, offline_template, read_script
+
+OUT = Path("results/plots/offline.html")
+
+
+def main() -> None:
+    write_text(OUT, offline_template([read_script(script) for script in VEGA_SCRIPTS]))
+    print(f"plots_template: wrote {OUT} ({OUT.stat().st_size:,} bytes)")
+
+
+if __name__ == "__main__":
+    main()

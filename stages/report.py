@@ -1,0 +1,19 @@
+"""Stage report: paper/generated/ (numbers, tables, figures, appendix, checklist) from pipeline outputs."""
+
+from pathlib import Path
+
+from qfair.params import load_params
+from qfair.report.build import build_report
+from qfair.report.results import load_results
+
+OUT = Path("paper/generated")
+
+
+def main() -> None:
+    params = load_params()
+    files = build_report(load_results(), params, OUT)
+    print(f"report: wrote {len(files)} files to {OUT}")
+
+
+if __name__ == "__main__":
+    main()
