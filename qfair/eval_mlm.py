@@ -31,6 +31,7 @@ from qfair.eval import (
     check_finite,
     length_sorted_batches,
     model_device,
+    pad_token_id,
     to_device,
     utf8_lengths,
 )
@@ -42,21 +43,11 @@ _HEAD_NAMES = ("cls", "lm_head")
 
 def load_masked_lm(path: str | Path, dtype: str = "float32", device: str = "cpu",
                    attn_implementation: str | None = None) -> nn.Module:
-    """A saved masked LM (AutoModelForMaskedLM), from safetensors, in eval mode."""
-    from transformers import AutoModelForMaskedLM
+    """A saved masked LM (:func:`qfair.models.load_model` with ``kind="masked_lm"``)."""
+    from qfair.models import load_model
 
-    from qfair.models import DTYPES, check_device
-
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype: unknown {dtype!r}; choose one of {sorted(DTYPES)}")
-    check_device(device)
-    local = Path(path)
-    if local.exists() and not (local / "config.json").is_file():
-        raise FileNotFoundError(f"{local}: no config.json, not a saved model directory")
-    kwargs = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
-    model = AutoModelForMaskedLM.from_pretrained(str(path), dtype=DTYPES[dtype], use_safetensors=True,
-                                                 trust_remote_code=False, **kwargs)
-    return model.to(device).eval()
+    return load_model(path, dtype=dtype, device=device, attn_implementation=attn_implementation,
+                      kind="masked_lm")
 
 
 def encode_pll_items(tokenizer, texts: Sequence[str],
@@ -121,7 +112,7 @@ def score_items_pll(model: nn.Module, tokenizer, texts: Sequence[str], batch_tok
                                 count=int(counts.sum()))
     copy_target = tokens.flat[tokens.offsets[copy_item] + copy_position]
     batches = length_sorted_batches(tokens.lengths[copy_item], batch_tokens)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = pad_token_id(tokenizer)
     device = model_device(model)
     nll = torch.zeros(len(items), dtype=torch.float64, device=device)
     for batch in tqdm(batches, desc="pll", disable=not progress, mininterval=2):
@@ -163,7 +154,6 @@ def pll_bits_per_byte_note() -> str:
     """One line for stage printouts and metrics: what PLL bits per byte are (and are not)."""
     return ("pseudo-log-likelihood bits per byte (masked LM, Salazar et al. 2020); not comparable "
             "with causal bits per byte")
-
 
 
 def model_kind(params) -> str:

@@ -119,22 +119,17 @@ def _load_error(what: str, hub_id: str, revision: str, error: Exception) -> HubE
                     f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
 
 
-def _torch_dtype(dtype: str):
-    import torch
-
-    return "auto" if dtype == "auto" else getattr(torch, dtype)
-
-
 def load_hub_model(entry: ModelEntry, revision: str, dtype: str = "auto",
                    cache_dir: Path | str | None = None):
-    """The checkpoint as a transformers model (causal or masked LM head, as the registry says)."""
+    """The checkpoint as a transformers model (causal or masked LM head, as the registry says),
+    through :func:`qfair.models.load_model`: safetensors weights only, no remote code."""
     from huggingface_hub.errors import HFValidationError
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
-    loader = AutoModelForCausalLM if entry.kind == "causal_lm" else AutoModelForMaskedLM
+    from qfair.models import load_model
+
     try:
-        return loader.from_pretrained(entry.hub_id, revision=revision, dtype=_torch_dtype(dtype),
-                                      trust_remote_code=False, cache_dir=cache_dir, token=hub_token())
+        return load_model(entry.hub_id, dtype=dtype, revision=revision, kind=entry.kind,
+                          cache_dir=cache_dir, token=hub_token())
     except (OSError, ValueError, HFValidationError) as error:
         raise _load_error("model", entry.hub_id, revision, error) from error
 
@@ -165,6 +160,8 @@ def materialize_model(entry: ModelEntry, out_dir: Path | str, revision: str, dty
     Returns provenance for the stage's metrics: hub id, revision, kind, dtype, exact parameters.
     """
     tokenizer = load_hub_tokenizer(entry, revision, cache_dir)
+    from qfair.models import count_parameters
+
     model = load_hub_model(entry, revision, dtype, cache_dir)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -172,4 +169,4 @@ def materialize_model(entry: ModelEntry, out_dir: Path | str, revision: str, dty
     tokenizer.save_pretrained(str(out_dir))
     return {"source": "hub", "hub_id": entry.hub_id, "revision": revision, "kind": entry.kind,
             "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
-            "parameters": sum(p.numel() for p in model.parameters())}
+            "parameters": count_parameters(model)}

@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +105,13 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def write_csv(path: Path | str, frame: pd.DataFrame) -> None:
-    """Write a table atomically; float columns must be finite (nullable integers may be missing)."""
-    for column in frame.select_dtypes("floating").columns:
+def write_csv(path: Path | str, frame: pd.DataFrame, may_be_empty: Sequence[str] = ()) -> None:
+    """Write a table atomically; float columns must be finite (nullable integers may be missing).
+
+    ``may_be_empty`` names columns where a missing value is a fact, not a failure (the resource level
+    of a language without a published share): their NaN is written as an empty cell.
+    """
+    for column in [c for c in frame.select_dtypes("floating").columns if c not in may_be_empty]:
         values = frame[column].to_numpy(dtype=float)
         bad = ~np.isfinite(values)
         if bad.any():

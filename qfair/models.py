@@ -1,7 +1,8 @@
 """Model construction and loading.
 
-:func:`load_model` is the one way qfair loads a causal LM: a local directory or a hub id take the
-same ``from_pretrained`` path, weights only from safetensors, remote code only when asked.
+:func:`load_model` is the one way qfair loads a model (a causal LM, or a masked LM for
+pseudo-log-likelihood scoring): a local directory or a hub id take the same ``from_pretrained``
+path, weights only from safetensors, remote code only when asked.
 """
 
 from __future__ import annotations
@@ -9,9 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, BloomConfig, BloomForCausalLM, PreTrainedModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    BloomConfig,
+    BloomForCausalLM,
+    PreTrainedModel,
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# The registry's model kinds (qfair/registry/models.yaml) and the transformers class that loads each.
+AUTO_CLASSES = {"causal_lm": AutoModelForCausalLM, "masked_lm": AutoModelForMaskedLM}
 
 
 def build_bloom(vocab_size: int, hidden_size: int, n_layer: int, n_head: int, dropout: float,
@@ -29,17 +38,20 @@ def build_bloom(vocab_size: int, hidden_size: int, n_layer: int, n_head: int, dr
 def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "cpu",
                revision: str | None = None, trust_remote_code: bool = False,
                attn_implementation: str | None = None, device_map: str | dict | None = None,
-               **kwargs: object) -> PreTrainedModel:
+               kind: str = "causal_lm", **kwargs: object) -> PreTrainedModel:
     """Load a causal LM from a local directory or a hub id, in eval mode.
 
-    ``dtype`` is one of float32/bfloat16/float16; ``revision`` pins a hub commit or tag.
+    ``dtype`` is one of float32/bfloat16/float16, or "auto" (the checkpoint's stored dtype);
+    ``revision`` pins a hub commit or tag; ``kind`` is "causal_lm" or "masked_lm".
     ``attn_implementation`` ("sdpa", "eager", ...; None: transformers' default, SDPA where the
     architecture supports it; BLOOM supports eager only) and ``device_map`` (e.g. "auto": accelerate
     spreads a model too large for one GPU over all visible GPUs, then CPU) go to
     ``from_pretrained``, as do extra keyword arguments (``quantization_config``).
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype: unknown {dtype!r}; choose one of {sorted(DTYPES)}")
+    if dtype not in DTYPES and dtype != "auto":
+        raise ValueError(f"dtype: unknown {dtype!r}; choose one of {sorted(DTYPES)} or 'auto'")
+    if kind not in AUTO_CLASSES:
+        raise ValueError(f"kind: unknown {kind!r}; choose one of {sorted(AUTO_CLASSES)}")
     check_device(device)
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
@@ -48,8 +60,8 @@ def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "
     local = Path(name_or_path)
     if local.exists() and not (local / "config.json").is_file():
         raise FileNotFoundError(f"{local}: no config.json, not a saved model directory")
-    model = AutoModelForCausalLM.from_pretrained(
-        str(name_or_path), revision=revision, dtype=DTYPES[dtype], use_safetensors=True,
+    model = AUTO_CLASSES[kind].from_pretrained(
+        str(name_or_path), revision=revision, dtype=DTYPES.get(dtype, dtype), use_safetensors=True,
         trust_remote_code=trust_remote_code, **kwargs,
     )
     if "device_map" not in kwargs and "quantization_config" not in kwargs:

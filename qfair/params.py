@@ -11,8 +11,6 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -22,12 +20,7 @@ from pydantic import (
 )
 
 from qfair.hub import HubModelParams
-
-
-class Strict(BaseModel):
-    """Base: unknown keys are errors, values are not coerced across types."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+from qfair.registry import StrictModel as Strict  # unknown keys are errors, no coercion
 
 
 class PinnedPackage(Strict):
@@ -46,7 +39,7 @@ class TrainingShareParams(Strict):
     zipf_exponent: float = Field(ge=0, le=4)
     min_fraction: float = Field(gt=0, le=1)
     permutation_seed: int
-    explicit: dict[str, float] = {}
+    explicit: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("explicit")
     @classmethod
@@ -232,7 +225,7 @@ class CorrelationRule(Strict):
     statistic: Literal["spearman", "pearson"]
     threshold: float
     direction: Literal["less", "greater"]
-    covariates: list[str] = []
+    covariates: list[str] = Field(default_factory=list)
 
 
 class SignTestRule(Strict):

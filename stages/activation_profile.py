@@ -7,7 +7,7 @@ from transformers import AutoTokenizer
 from qfair.analysis.activations import profile_languages
 from qfair.corpus.store import read_split
 from qfair.determinism import deterministic_cpu
-from qfair.eval_mlm import load_masked_lm, model_kind
+from qfair.eval_mlm import model_kind
 from qfair.hub import preflight
 from qfair.io import write_csv
 from qfair.models import load_model
@@ -25,9 +25,9 @@ def main() -> None:
     deterministic_cpu(params.train.threads)
     model_dir = MODELS / params.profile / "final"
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    load = load_masked_lm if model_kind(params) == "masked_lm" else load_model
     # Eager attention returns the attention probabilities the sink measurement needs.
-    model = load(model_dir, dtype=params.eval.dtype, device=params.eval.device, attn_implementation="eager")
+    model = load_model(model_dir, dtype=params.eval.dtype, device=params.eval.device,
+                       attn_implementation="eager", kind=model_kind(params))
     layers, heads = profile_languages(model, tokenizer, read_split(CORPUS, "test"),
                                       params.eval.batch_tokens, params.eval.max_tokens)
     write_csv(OUT / "layers.csv", layers)

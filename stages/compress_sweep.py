@@ -2,8 +2,8 @@
 
 Resource levels (disparity terciles, LA-ACIQ's resource weighting) come from the corpus manifest
 (embedded) or the hub model's published pretraining shares (paper, qfair.analysis.resource).
-Languages without a published share get an empty resource_level cell, and the tercile ratio is
-computed over the languages that have one. A ``laaciq-resource`` config needs every language's
+Languages without a published share get an empty resource_level cell and are in no resource
+tercile (qfair.analysis.disparity.terciles). A ``laaciq-resource`` config needs every language's
 share and is refused before any work if one is missing. Masked LMs are refused: the sweep scores
 causal likelihoods only.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from qfair.analysis.resource import ResourceLevels, optional_column, resource_levels
+from qfair.analysis.resource import ResourceLevels, resource_levels
 from qfair.analysis.sweep import (
     disparity_table,
     per_language_table,
@@ -36,7 +36,6 @@ from qfair.runinfo import timed_stage
 CORPUS = Path("data/corpus")
 MODELS = Path("models")  # models/<profile>/final
 OUT = Path("results/sweep")
-TERCILE_COLUMNS = ["tercile_ratio", "tercile_ratio_ci_low", "tercile_ratio_ci_high"]
 
 
 def seeded_subset(per_language: dict[str, dict[str, str]], count: int, seed: int):
@@ -66,21 +65,6 @@ def check_sweepable(params, configs, levels: ResourceLevels) -> dict[str, float]
     return {lang: levels.share[lang] for lang in levels.languages if lang in levels.share}
 
 
-def resource_disparity(items, configs, languages: list[str], levels: ResourceLevels, ci: dict):
-    """The disparity table; with languages lacking a resource level, range/worst/mean still cover
-    every language and the tercile ratio only those with a level ("undefined" below 3 of them)."""
-    if levels.complete:
-        return disparity_table(items, configs, languages, levels.level, **ci)
-    placeholder = {lang: levels.level.get(lang, 0.0) for lang in languages}  # tercile columns replaced
-    table = disparity_table(items, configs, languages, placeholder, **ci)
-    known = levels.known(languages)
-    if len(known) < 3:
-        table[TERCILE_COLUMNS] = "undefined"
-    else:
-        table[TERCILE_COLUMNS] = disparity_table(items, configs, known, levels.level, **ci)[TERCILE_COLUMNS]
-    return table
-
-
 def main() -> None:
     params = load_params()
     cp = params.compress
@@ -107,17 +91,16 @@ def main() -> None:
     languages = sorted(texts)
     ci = dict(resamples=cp.bootstrap_resamples, confidence=params.eval.confidence, seed=cp.seed,
               method=params.eval.ci_method)
+    # NaN: a language without a resource level (an empty cell; left out of the terciles).
     level = {lang: levels.level_or_nan(lang) for lang in languages}
     per_language = per_language_table(items, configs, languages, level, **ci)
-    if not levels.complete:  # empty cells where a language has no resource level (no NaN in outputs)
-        per_language["resource_level"] = optional_column(per_language["resource_level"], per_language.index)
-    disparity = resource_disparity(items, configs, languages, levels, ci)
+    disparity = disparity_table(items, configs, languages, level, **ci)
     thresholds = threshold_table(per_language, cp.threshold_tau)
 
     write_csv(OUT / "items.csv", items)
-    write_csv(OUT / "per_language.csv", per_language)
+    write_csv(OUT / "per_language.csv", per_language, may_be_empty=["resource_level"])
     write_csv(OUT / "disparity.csv", disparity)
-    write_csv(OUT / "threshold_bits.csv", thresholds)
+    write_csv(OUT / "threshold_bits.csv", thresholds, may_be_empty=["resource_level"])
     # One series per plot file: symmetric per-channel RTN across bit widths.
     rtn_channel = disparity[disparity["config"].str.match(r"rtn-w\d-ch-sym$")]
     write_csv(OUT / "plots/disparity_vs_bits.csv", rtn_channel[["bits", "range", "worst", "mean"]])

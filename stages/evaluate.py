@@ -14,11 +14,11 @@ from pathlib import Path
 from transformers import AutoTokenizer
 
 from qfair import distributed
-from qfair.analysis.resource import optional_column, resource_levels
+from qfair.analysis.resource import resource_levels
 from qfair.corpus.store import read_manifest, read_split
 from qfair.determinism import deterministic_cpu
 from qfair.eval import bits_per_byte, score_corpus, summarize_languages, unigram_byte_nll
-from qfair.eval_mlm import load_masked_lm, model_kind, pll_bits_per_byte_note, score_items_pll
+from qfair.eval_mlm import model_kind, pll_bits_per_byte_note, score_items_pll
 from qfair.hub import preflight
 from qfair.io import write_csv, write_json
 from qfair.models import load_model
@@ -37,10 +37,10 @@ def main() -> None:
     deterministic_cpu(params.train.threads)
     device = distributed.setup(ev.device)  # joins the torchrun group when launched by torchrun
     model_dir = MODELS / params.profile / "final"
-    masked = model_kind(params) == "masked_lm"
+    kind = model_kind(params)
+    masked = kind == "masked_lm"
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    load = load_masked_lm if masked else load_model
-    model = load(model_dir, dtype=ev.dtype, device=str(device))
+    model = load_model(model_dir, dtype=ev.dtype, device=str(device), kind=kind)
     splits = {split: read_split(CORPUS, split) for split in ev.splits}
     scorer = score_items_pll if masked else partial(distributed.score_items, compile=ev.compile)
     items = score_corpus(model, tokenizer, splits, ev.batch_tokens, ev.max_tokens, scorer=scorer)
@@ -62,12 +62,11 @@ def main() -> None:
                                         zip(summary["split"], summary["language"], strict=True)]
     manifest = read_manifest(CORPUS)["languages"]
     levels = resource_levels(params, manifest)
-    level = summary["language"].map(levels.level_or_nan)
-    # A language without a published pretraining share gets an empty cell (qfair.io refuses NaN).
-    summary.insert(2, "resource_level", level if levels.complete else optional_column(level, level.index))
+    # A language without a published pretraining share has no level: an empty cell.
+    summary.insert(2, "resource_level", summary["language"].map(levels.level_or_nan))
     summary.insert(2, "script", summary["language"].map(lambda lang: manifest[lang]["script"]))
     write_csv(OUT / "items.csv", items)
-    write_csv(OUT / "per_language.csv", summary)
+    write_csv(OUT / "per_language.csv", summary, may_be_empty=["resource_level"])
     test = summary[summary["split"] == "test"]
     write_csv(OUT / "plots/test_bits_per_byte.csv", test[["language", "bits_per_byte"]])
     metrics = {}

@@ -19,7 +19,7 @@ from qfair.analysis.mechanisms import (
     layer_table,
     outlier_layers,
 )
-from qfair.analysis.resource import optional_column, resource_levels
+from qfair.analysis.resource import resource_levels
 from qfair.analysis.sweep import laaciq_verdicts
 from qfair.io import read_json, write_csv, write_json
 from qfair.params import load_params
@@ -52,14 +52,10 @@ def main() -> None:
         "language": language_table(profile, kurt, outliers, evaluation[evaluation["split"] == "test"],
                                    manifest, sweep, params.corpus.reference_language),
         "layer": layer_table(kurt, profile),
-        "checkpoint": checkpoint_table(summaries) if any("step" in s for s in summaries.values())
-        else pd.DataFrame(columns=["step", "max_kurtosis"]).rename_axis("checkpoint"),  # none saved
+        "checkpoint": checkpoint_table(summaries),
     }
     for unit, table in tables.items():
-        table = table.reset_index(names=unit)
-        if unit == "language" and not levels.complete:
-            table["resource_level"] = optional_column(table["resource_level"], table.index)
-        write_csv(OUT / f"{unit}s.csv", table)
+        write_csv(OUT / f"{unit}s.csv", table.reset_index(names=unit), may_be_empty=["resource_level"])
     write_csv(OUT / "components.csv", component_table(census))
     cp = params.compress
     sweep_verdicts = laaciq_verdicts(

@@ -30,7 +30,7 @@ import yaml
 
 from qfair.analysis.census import attention_head_count, attention_head_kurtosis
 from qfair.analysis.ledger import evaluate_ledger
-from qfair.analysis.resource import ResourceLevelError, from_manifest, from_published, optional_column
+from qfair.analysis.resource import ResourceLevelError, from_manifest, from_published
 from qfair.params import parse_params
 from qfair.registry import share_tables
 
@@ -92,15 +92,17 @@ def test_manifest_levels_are_taken_as_stored() -> None:
     assert levels.complete and levels.level == {"en": -0.69, "yo": -2.3}
 
 
-def test_optional_column_writes_empty_cells(tmp_path: Path) -> None:
-    from qfair.io import write_csv
+def test_write_csv_leaves_allowed_missing_values_empty(tmp_path: Path) -> None:
+    from qfair.io import NonFiniteResultError, write_csv
 
     frame = pd.DataFrame({"language": ["a", "b"], "x": [1.0, 2.0]})
-    frame["resource_level"] = optional_column([-1.23456789012345, math.nan], frame.index)
-    write_csv(tmp_path / "t.csv", frame)
+    frame["resource_level"] = [-1.23456789012345, math.nan]
+    write_csv(tmp_path / "t.csv", frame, may_be_empty=["resource_level"])
     assert (tmp_path / "t.csv").read_text().splitlines()[1:] == ["a,1,-1.23456789", "b,2,"]
     back = pd.read_csv(tmp_path / "t.csv")
     assert back["resource_level"].isna().tolist() == [False, True]
+    with pytest.raises(NonFiniteResultError, match="resource_level"):  # only where it is allowed
+        write_csv(tmp_path / "u.csv", frame)
 
 
 # --- attention heads across architectures ----------------------------------------------------------

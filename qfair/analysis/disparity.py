@@ -17,11 +17,18 @@ DISPARITY_STATS = ("range", "worst", "mean", "tercile_ratio")
 
 
 def terciles(resource_level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks of the bottom and top thirds of languages by resource level."""
-    order = np.argsort(resource_level, kind="stable")
-    k = max(1, len(order) // 3)
-    bottom, top = np.zeros(len(order), bool), np.zeros(len(order), bool)
-    bottom[order[:k]], top[order[-k:]] = True, True
+    """Boolean masks of the bottom and top thirds of languages by resource level.
+
+    A language without a resource level (NaN: no published pretraining share) is in neither third;
+    with no level at all both masks are empty, and the tercile ratio is then undefined.
+    """
+    resource_level = np.asarray(resource_level, dtype=float)
+    known = np.flatnonzero(np.isfinite(resource_level))
+    order = known[np.argsort(resource_level[known], kind="stable")]
+    bottom, top = np.zeros(len(resource_level), bool), np.zeros(len(resource_level), bool)
+    if len(order):
+        k = max(1, len(order) // 3)
+        bottom[order[:k]], top[order[-k:]] = True, True
     return bottom, top
 
 

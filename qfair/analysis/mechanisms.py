@@ -62,9 +62,11 @@ def language_table(profile: pd.DataFrame, layers: pd.DataFrame, outliers: list[i
 
 
 def checkpoint_table(summaries: dict) -> pd.DataFrame:
+    """Max kurtosis per training checkpoint, by step (empty for a model with no checkpoints)."""
     rows = [{"checkpoint": name, "step": float(s["step"]), "max_kurtosis": s["max_kurtosis"]}
             for name, s in summaries.items() if "step" in s]
-    return pd.DataFrame(rows).set_index("checkpoint").sort_values("step")
+    table = pd.DataFrame(rows, columns=["checkpoint", "step", "max_kurtosis"])
+    return table.set_index("checkpoint").sort_values("step")
 
 
 def component_table(census: pd.DataFrame) -> pd.DataFrame:

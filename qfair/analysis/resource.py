@@ -5,8 +5,8 @@ training share and its log (``train_share``, ``resource_level``). A hub checkpoi
 profile) was trained elsewhere: its shares are the published ones in
 ``qfair/registry/pretraining_shares.yaml``, converted to fractions. A language the source gives
 no number for has no resource level. It is *left out* of resource-based statistics (disparity
-terciles, resource correlations, LA-ACIQ's resource weighting). It is never filled in with a guess,
-and its CSV cell is left empty, since qfair.io refuses NaN.
+terciles, resource correlations, LA-ACIQ's resource weighting). It is never filled in with a guess;
+its CSV cell is left empty (``qfair.io.write_csv(..., may_be_empty=["resource_level"])``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-
-import pandas as pd
 
 
 class ResourceLevelError(ValueError):
@@ -91,12 +89,3 @@ def resource_levels(params, manifest: Mapping[str, Mapping]) -> ResourceLevels:
     if getattr(params.model, "source", "train") == "hub":
         return from_published(params.model.name, manifest)
     return from_manifest(manifest)
-
-
-def optional_column(values: Iterable[float | None], index: pd.Index | None = None) -> pd.Series:
-    """Floats written as qfair.io writes floats (``%.10g``), with NaN or None as an empty cell.
-
-    ``pd.read_csv`` reads the column back as float with NaN where the cell is empty.
-    """
-    return pd.Series([None if value is None or not math.isfinite(value) else f"{value:.10g}"
-                      for value in values], index=index, dtype=object)

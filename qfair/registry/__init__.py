@@ -21,7 +21,8 @@ FLORES_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors, no type coercion, immutable (as qfair.params.Strict)."""
+    """Unknown keys are errors, no type coercion, immutable: the base of every params and registry
+    schema (qfair.params imports it as ``Strict``)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -95,14 +96,6 @@ def flores_languages() -> dict[str, FloresLanguage]:
 def share_tables() -> dict[str, ShareTable]:
     """Table name -> published shares (qfair/registry/pretraining_shares.yaml)."""
     return {key: ShareTable.model_validate(value) for key, value in _read("pretraining_shares.yaml").items()}
-
-
-def pretraining_shares(model_name: str) -> dict[str, float]:
-    """FLORES+ code -> published pretraining share of ``model_name`` ({} if none is published)."""
-    for table in share_tables().values():
-        if model_name in table.models:
-            return dict(table.shares)
-    return {}
 
 
 def script_of(code: str) -> str:

@@ -24,22 +24,20 @@ from qfair.report.numbers import collect_numbers
 from qfair.report.results import Results
 from qfair.report.style import save_figure
 
-HEADLINE = "rtn-w4-ch-sym"
-
 FIGURES: dict[str, Callable[[Results, Params], Figure]] = {
     "training_curves": lambda r, p: fig.training_curves(r.train_loss, r.dev_loss, p.profile),
     "kurtosis_heatmap": lambda r, p: fig.kurtosis_heatmap(r.tensors),
     "kurtosis_over_training": lambda r, p: fig.kurtosis_over_training(r.checkpoints, p.profile),
     "degradation_by_language": lambda r, p: fig.degradation_by_language(
-        r.sweep, HEADLINE, p.eval.confidence, p.profile
+        r.sweep, tab.HEADLINE, p.eval.confidence, p.profile
     ),
     "disparity_vs_bits": lambda r, p: fig.disparity_vs_bits(r.disparity, p.eval.confidence),
     "exp007_scatter": lambda r, p: fig.correlation_scatter(
         r.languages,
         "outlier_layer_share",
-        f"rho:{HEADLINE}",
+        f"rho:{tab.HEADLINE}",
         "share of block output in outlier layers",
-        rf"$\rho$ under {HEADLINE}",
+        rf"$\rho$ under {tab.HEADLINE}",
         p.eval.confidence,
         profile=p.profile,
     ),
@@ -56,7 +54,9 @@ TABLES: dict[str, Callable[[Results, Params], str]] = {
     "pruning": lambda r, p: tab.disparity_table(
         r.disparity, [c for c in r.disparity["config"] if c.startswith("prune")]
     ),
-    "per_language": lambda r, p: tab.per_language_table(r, published_shares(r, p)),
+    "per_language": lambda r, p: tab.per_language_table(
+        r, resource_levels(p, r.manifest["languages"]).share, published=p.model.source == "hub"
+    ),
     "tokenizers": lambda r, p: tab.tokenizer_table(r.premium),
     "census": lambda r, p: tab.census_table(r.tensors),
 }
@@ -76,13 +76,6 @@ PACKAGES = (
     "pandas",
     "matplotlib",
 )
-
-
-def published_shares(results: Results, params: Params) -> dict[str, float] | None:
-    """A hub model's published pretraining shares by language (None: the corpus's training shares)."""
-    if params.model.source != "hub":
-        return None
-    return resource_levels(params, results.manifest["languages"]).share
 
 
 def all_profiles(folder: Path = PROFILES) -> list[Params]:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from qfair.io import NonFiniteResultError
 
+ABSENT = "n/a"  # the typeset value of a number the current profile does not produce
 KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_/-]*$")
 _SPECIAL = {
     "\\": r"\textbackslash{}",

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from qfair.report.latex import booktabs, escape, fmt, fmt_ci, fmt_pct, fmt_sig
+from qfair.report.latex import ABSENT, booktabs, escape, fmt, fmt_ci, fmt_pct, fmt_sig
 from qfair.report.results import Results
 
+HEADLINE = "rtn-w4-ch-sym"  # EXP-001's config: the per-language figure, scatter and table show it
 HEADLINE_CONFIGS = [
     "rtn-w8-ch-sym",
     "rtn-w4-tensor-sym",
@@ -42,8 +43,9 @@ def _ci_cell(row: pd.Series, column: str) -> str:
     return f"{fmt_sig(row[column])} [{fmt_sig(row[f'{column}_ci_low'])}, {fmt_sig(row[f'{column}_ci_high'])}]"
 
 
-def disparity_table(disparity: pd.DataFrame, configs: list[str]) -> str:
-    """Range, worst language and mean rho (with CIs) of the listed configs present in the sweep."""
+def disparity_table(disparity: pd.DataFrame, configs: list[str], groups: tuple[int, ...] = ()) -> str:
+    """Range, worst language and mean rho (with CIs) of the listed configs present in the sweep;
+    ``groups``: row indices a rule separates from the rows above (:func:`qfair.report.latex.booktabs`)."""
     rows = disparity.set_index("config")
     body = [
         [
@@ -56,20 +58,15 @@ def disparity_table(disparity: pd.DataFrame, configs: list[str]) -> str:
         if name in rows.index
     ]
     return booktabs(
-        ["config", r"range of $\rho$", "worst", r"mean $\rho$"], body, "llll", size=r"\footnotesize"
+        ["config", r"range of $\rho$", "worst", r"mean $\rho$"], body, "llll", size=r"\footnotesize",
+        groups=groups,
     )
 
 
 def clipping_table(disparity: pd.DataFrame) -> str:
     present = [name for name in CLIPPING_CONFIGS if name in set(disparity["config"])]
     four = sum(name.endswith(("w4-ch", "w4-ch-sym")) for name in present)
-    table = disparity_table(disparity, present)
-    if 0 < four < len(present):  # separate the bit widths with a rule
-        lines = table.splitlines()
-        data_start = lines.index(r"\midrule") + 1
-        lines.insert(data_start + four, r"\midrule")
-        table = "\n".join(lines) + "\n"
-    return table
+    return disparity_table(disparity, present, groups=(four,))  # a rule between the bit widths
 
 
 def _estimate(row: dict) -> str:
@@ -105,24 +102,22 @@ def ledger_table(ledger: dict) -> str:
     )
 
 
-def per_language_table(results: Results, shares: dict[str, float] | None = None) -> str:
+def per_language_table(results: Results, shares: dict[str, float], published: bool = False) -> str:
     """Per language: script, training share, test bits per byte [CI], unigram, 4-bit rho [CI], B*.
 
-    ``shares`` (language -> fraction) replaces the manifest's training shares: a hub model's published
-    pretraining shares, shown as "pretraining share" with ``n/a`` for a language without one (last).
+    ``shares`` (language -> fraction, qfair.analysis.resource) are the corpus's training shares or,
+    ``published``, a hub model's published pretraining shares, shown as "pretraining share" with
+    ``n/a`` for a language without one (listed last).
     """
     test = results.per_language[results.per_language["split"] == "test"].set_index("language")
-    rho = results.sweep[results.sweep["config"] == "rtn-w4-ch-sym"].set_index("language")
+    rho = results.sweep[results.sweep["config"] == HEADLINE].set_index("language")
     bstar = results.threshold_bits[results.threshold_bits["granularity"] == "channel"].set_index("language")
     manifest = results.manifest["languages"]
-    published = shares is not None
-    if shares is None:
-        shares = {lang: entry["train_share"] for lang, entry in manifest.items()}
     body = []
     for language in sorted(test.index, key=lambda lang: (lang not in shares, -shares.get(lang, 0.0))):
         row = test.loc[language]
         if language not in shares:
-            share = "n/a"
+            share = ABSENT
         elif published:  # published shares span orders of magnitude
             share = fmt_sig(100 * shares[language], 2) + r"\%"
         else:
