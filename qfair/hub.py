@@ -17,6 +17,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
+from qfair.errors import QfairError
 from qfair.registry import ModelEntry, StrictModel, models
 
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -54,7 +55,7 @@ class HubModelParams(StrictModel):
         return self.revision or models()[self.name].revision
 
 
-class HubError(RuntimeError):
+class HubError(QfairError, RuntimeError):
     """A checkpoint or dataset cannot be reached or loaded; the message says which and why."""
 
 

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from qfair.errors import QfairError
 from qfair.hub import HubModelParams
 from qfair.registry import StrictModel as Strict  # unknown keys are errors, no coercion
 
@@ -329,7 +330,7 @@ class Params(Strict):
         return self
 
 
-class ParamsError(ValueError):
+class ParamsError(QfairError, ValueError):
     """params.yaml is malformed; the message names the key."""
 
 

@@ -4,7 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = repro ]; then bash scripts/setup.sh --with-tex; else bash scripts/setup.sh; fi
 export PATH="$PWD/.venv/bin:$PATH"
-export MKL_DYNAMIC=FALSE OMP_DYNAMIC=FALSE  # load-independent CPU numerics (qfair/determinism.py)
 case "${1:-}" in
   repro)
     shift

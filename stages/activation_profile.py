@@ -12,7 +12,7 @@ from qfair.hub import preflight
 from qfair.io import write_csv
 from qfair.models import load_model
 from qfair.params import load_params
-from qfair.runinfo import timed_stage
+from qfair.stage import run_stage
 
 CORPUS = Path("data/corpus")
 MODELS = Path("models")  # models/<profile>/final
@@ -37,5 +37,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with timed_stage("activation_profile"):
-        main()
+    run_stage("activation_profile", main)

@@ -31,7 +31,7 @@ from qfair.params import load_params
 from qfair.quant.apply import target_linears
 from qfair.quant.configs import check_group_sizes, parse_config
 from qfair.quant.sweep import SweepSettings, calibrate, run_sweep
-from qfair.runinfo import timed_stage
+from qfair.stage import run_stage
 
 CORPUS = Path("data/corpus")
 MODELS = Path("models")  # models/<profile>/final
@@ -126,5 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with timed_stage("compress_sweep"):
-        main()
+    run_stage("compress_sweep", main)

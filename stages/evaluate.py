@@ -23,7 +23,7 @@ from qfair.hub import preflight
 from qfair.io import write_csv, write_json
 from qfair.models import load_model
 from qfair.params import load_params
-from qfair.runinfo import timed_stage
+from qfair.stage import run_stage
 
 CORPUS = Path("data/corpus")
 MODELS = Path("models")  # models/<profile>/final
@@ -97,5 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with timed_stage("evaluate"):
-        main()
+    run_stage("evaluate", main)

@@ -23,7 +23,7 @@ from qfair.analysis.resource import resource_levels
 from qfair.analysis.sweep import laaciq_verdicts
 from qfair.io import read_json, write_csv, write_json
 from qfair.params import load_params
-from qfair.runinfo import timed_stage
+from qfair.stage import run_stage
 
 OUT = Path("results/analysis")
 
@@ -80,5 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with timed_stage("mechanisms"):
-        main()
+    run_stage("mechanisms", main)

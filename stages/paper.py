@@ -4,6 +4,7 @@ a PNG of its first page."""
 from pathlib import Path
 
 from qfair.report.pdf import build_pdf, render_page
+from qfair.stage import run_stage
 
 PAPER = Path("paper")
 PDF = Path("paper/build/main.pdf")
@@ -17,4 +18,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("paper", main, timed=False)

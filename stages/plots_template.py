@@ -4,6 +4,7 @@ from pathlib import Path
 
 from qfair.io import write_text
 from qfair.report.plots import VEGA_SCRIPTS, offline_template, read_script
+from qfair.stage import run_stage
 
 OUT = Path("results/plots/offline.html")
 
@@ -14,4 +15,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("plots_template", main, timed=False)

@@ -5,7 +5,7 @@ from pathlib import Path
 from qfair.corpus import build_corpus, write_corpus
 from qfair.io import atomic_dir
 from qfair.params import FloresCorpusParams, load_params
-from qfair.runinfo import timed_stage
+from qfair.stage import run_stage
 
 OUT = Path("data/corpus")
 
@@ -38,5 +38,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with timed_stage("prepare_corpus"):
-        main()
+    run_stage("prepare_corpus", main)

@@ -5,6 +5,7 @@ from pathlib import Path
 from qfair.params import load_params
 from qfair.report.build import build_report
 from qfair.report.results import load_results
+from qfair.stage import run_stage
 
 OUT = Path("paper/generated")
 
@@ -16,4 +17,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("report", main, timed=False)

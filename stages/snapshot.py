@@ -7,6 +7,7 @@ from qfair.analysis.resource import resource_levels
 from qfair.io import read_json, write_text
 from qfair.params import load_params
 from qfair.report.snapshot import snapshot_markdown
+from qfair.stage import run_stage
 
 
 def share_column(params, manifest: dict) -> dict:
@@ -39,4 +40,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage("snapshot", main, timed=False)

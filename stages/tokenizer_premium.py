@@ -11,7 +11,7 @@ from qfair.analysis.tokenization import load_token_counter, premium_table, token
 from qfair.corpus.store import read_manifest, read_split
 from qfair.io import write_csv, write_json
 from qfair.params import load_params
-from qfair.runinfo import timed_stage
+from qfair.stage import run_stage
 from qfair.tokenizer import load_tokenizer
 
 CORPUS = Path("data/corpus")
@@ -41,5 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with timed_stage("tokenizer_premium"):
-        main()
+    run_stage("tokenizer_premium", main)

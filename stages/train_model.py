@@ -11,7 +11,7 @@ from qfair.determinism import deterministic_cpu
 from qfair.io import atomic_dir, read_jsonl, sha256_file, sha256_text, write_csv, write_json
 from qfair.models import build_bloom, count_parameters
 from qfair.params import load_params
-from qfair.runinfo import timed_stage
+from qfair.stage import run_stage
 from qfair.train import TrainConfig, token_stream, train, write_log
 
 CORPUS = Path("data/corpus")
@@ -87,5 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with timed_stage("train_model"):
-        main()
+    run_stage("train_model", main)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from qfair.io import atomic_dir, read_jsonl
 from qfair.params import load_params
-from qfair.runinfo import timed_stage
+from qfair.stage import run_stage
 from qfair.tokenizer import save_tokenizer, train_bpe
 
 CORPUS = Path("data/corpus")
@@ -36,5 +36,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with timed_stage("train_tokenizer"):
-        main()
+    run_stage("train_tokenizer", main)

@@ -9,7 +9,7 @@ import pandas as pd
 from qfair.analysis.census import attention_head_kurtosis, census_safetensors, summarize_census, weight_files
 from qfair.io import write_csv, write_json
 from qfair.params import load_params
-from qfair.runinfo import timed_stage
+from qfair.stage import run_stage
 
 MODELS = Path("models")  # models/<profile>/final and models/<profile>/checkpoints
 OUT = Path("results/census")
@@ -49,5 +49,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    with timed_stage("weight_census"):
-        main()
+    run_stage("weight_census", main)

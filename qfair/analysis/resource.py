@@ -15,8 +15,10 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from qfair.errors import QfairError
 
-class ResourceLevelError(ValueError):
+
+class ResourceLevelError(QfairError, ValueError):
     """A computation needs a resource level (or share) that a language does not have."""
 
 

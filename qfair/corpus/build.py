@@ -17,6 +17,7 @@ import numpy as np
 from qfair.corpus.clean import clean_text
 from qfair.corpus.languages import LANGUAGES, Language, dominant_script, resolve_languages
 from qfair.corpus.sources import RawTexts, get_source
+from qfair.errors import QfairError
 from qfair.io import jsonl_text, sha256_text, write_json, write_jsonl
 from qfair.params import CorpusParams
 
@@ -24,7 +25,7 @@ Items = dict[str, str]  # item id -> text
 SPLITS = ("train", "dev", "test")
 
 
-class CorpusError(ValueError):
+class CorpusError(QfairError, ValueError):
     """The corpus cannot be built as configured; the message names the language or field."""
 
 

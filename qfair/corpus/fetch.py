@@ -13,10 +13,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from qfair.errors import QfairError
 from qfair.io import sha256_file
 
 
-class FetchError(RuntimeError):
+class FetchError(QfairError, RuntimeError):
     """A source could not be obtained or did not match its pinned hash."""
 
 

@@ -19,6 +19,7 @@ from qfair.corpus.build import Corpus, CorpusError, utf8_bytes
 from qfair.corpus.clean import clean_text
 from qfair.corpus.languages import Language, dominant_script
 from qfair.corpus.sources import RawTexts, get_source
+from qfair.errors import QfairError
 from qfair.io import jsonl_text, sha256_text, write_json, write_jsonl
 
 # Columns of openlanguagedata/flores_plus, in the dataset card's order; the loader needs four of them.
@@ -29,7 +30,7 @@ SPLITS = {"dev": "dev", "test": "devtest"}  # corpus split -> FLORES+ split
 LICENCE = "CC BY-SA 4.0"
 
 
-class FloresAccessError(RuntimeError):
+class FloresAccessError(QfairError, RuntimeError):
     """FLORES+ could not be read (no hub access, no token, or a malformed local copy)."""
 
 

@@ -9,6 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from qfair.errors import QfairError
 from qfair.io import atomic_path
 from qfair.report.texcheck import missing_keys
 
@@ -25,11 +26,11 @@ UNDEFINED = re.compile(
 )
 
 
-class TexMissingError(RuntimeError):
+class TexMissingError(QfairError, RuntimeError):
     """latexmk/pdflatex are not installed."""
 
 
-class LatexBuildError(RuntimeError):
+class LatexBuildError(QfairError, RuntimeError):
     """The build failed or left undefined references or citations."""
 
 
