@@ -176,7 +176,8 @@ class EvalParams(Strict):
 class CompressParams(Strict):
     configs: list[str] = Field(min_length=1)
     exclude_modules: list[str]
-    items_per_language: int = Field(ge=10)
+    # "all": every parallel test item (the profiles); a number: a seeded subset (quick runs, tests)
+    items_per_language: Literal["all"] | Annotated[int, Field(ge=10)]
     calibration_items: int = Field(ge=1)
     laaciq_prior: Literal["laplace", "gaussian", "mix"]
     bnb_int8_threshold: float = Field(gt=0)

@@ -9,6 +9,7 @@ case "${1:-}" in
     shift
     dvc repro "$@"
     dvc status
+    qfair check-repro   # one verdict: did this machine reproduce the committed results?
     ;;
   test)
     shift

@@ -38,8 +38,10 @@ MODELS = Path("models")  # models/<profile>/final
 OUT = Path("results/sweep")
 
 
-def seeded_subset(per_language: dict[str, dict[str, str]], count: int, seed: int):
-    """The same ``count`` item ids in every language (the split is parallel)."""
+def seeded_subset(per_language: dict[str, dict[str, str]], count: int | str, seed: int):
+    """The same ``count`` item ids in every language (the split is parallel); "all": every item."""
+    if count == "all":
+        return per_language
     ids = sorted(next(iter(per_language.values())))
     rng = np.random.default_rng(seed)
     chosen = sorted(ids[i] for i in rng.choice(len(ids), size=min(count, len(ids)), replace=False))

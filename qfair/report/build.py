@@ -13,6 +13,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from qfair.analysis.resource import resource_levels
+from qfair.determinism import GLIBC_HWCAPS_OFF, PORTABLE_ENV
 from qfair.io import atomic_dir, write_json, write_text
 from qfair.params import Params, load_params
 from qfair.profile import PROFILES, available
@@ -96,7 +97,10 @@ def checklist_facts(results: Results, params: Params) -> list[tuple[str, str]]:
     facts = [
         ("profile", escape(params.profile)),
         ("seeds", ", ".join(f"{k} {v}" for k, v in seeds.items())),
-        ("determinism", escape("MKL_DYNAMIC=FALSE, OMP_DYNAMIC=FALSE; torch deterministic algorithms")),
+        ("CPU numerics", escape("portable kernels (qfair.determinism): "
+                                + ", ".join(f"{k}={v}" for k, v in PORTABLE_ENV.items())
+                                + ", GLIBC_TUNABLES=glibc.cpu.hwcaps=" + ",".join(GLIBC_HWCAPS_OFF)
+                                + "; torch deterministic algorithms")),
     ]
     for split, source in results.manifest["sources"].items():
         if "sha256" in source:  # a pinned package

@@ -1,0 +1,89 @@
+"""A miniature of the pipeline for tests/test_determinism.py: run as a script, prints JSON.
+
+Trains a tiny BLOOM a few steps (qfair.train), scores per-"language" items (qfair.eval), applies one
+quantization config (qfair.quant), and runs the statistics (scipy bootstrap, a correlation battery,
+numpy exp/log), then prints the SHA-256 of every result's exact bytes. Under portable numerics it
+re-executes itself first, as every stage does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from qfair.determinism import portable_numerics
+
+portable_numerics()  # before torch loads, as `python -m qfair.stage` does
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from qfair.determinism import deterministic_cpu  # noqa: E402
+from qfair.eval import TokenItems, bits_per_byte_ci, length_sorted_batches, score_token_batches  # noqa: E402
+from qfair.models import build_bloom  # noqa: E402
+from qfair.quant.apply import WeightSnapshot, apply_in_place, target_linears  # noqa: E402
+from qfair.quant.configs import parse_config  # noqa: E402
+from qfair.stats import correlation_battery  # noqa: E402
+from qfair.train import TrainConfig, train  # noqa: E402
+
+VOCAB, LANGUAGES, ITEMS = 256, ["a", "b", "c", "d", "e"], 24
+
+
+def digest(*arrays: np.ndarray | torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for array in arrays:
+        h.update((array.detach().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)).tobytes())
+    return h.hexdigest()
+
+
+def language_items(rng: np.random.Generator, exponent: float) -> list[list[int]]:
+    """Zipf-like token sequences; each "language" has its own exponent and vocabulary order."""
+    order = rng.permutation(VOCAB - 3) + 3
+    p = 1.0 / np.arange(1, VOCAB - 2) ** exponent
+    return [list(rng.choice(order, size=int(rng.integers(8, 40)), p=p / p.sum())) for _ in range(ITEMS)]
+
+
+def main() -> None:
+    deterministic_cpu(2)
+    rng = np.random.default_rng(0)
+    items = {lang: language_items(rng, 0.8 + 0.15 * i) for i, lang in enumerate(LANGUAGES)}
+    stream = torch.tensor([t for lang in LANGUAGES for ids in items[lang] for t in ids], dtype=torch.long)
+    model = build_bloom(VOCAB, 64, 2, 4, 0.0, 1, 2, 0, seed=3)
+    config = TrainConfig(steps=12, batch_size=4, context_length=32, learning_rate=3e-3, warmup_steps=2,
+                         min_lr_ratio=0.1, weight_decay=0.1, grad_clip=1.0, checkpoint_every=100, seed=5)
+    with tempfile.TemporaryDirectory() as folder:
+        train(model, stream, config, Path(folder), progress=False)
+    model.eval()
+    out = {"weights": digest(*[v for _, v in sorted(model.state_dict().items())])}
+
+    def score() -> dict[str, np.ndarray]:
+        scores = {}
+        for lang in LANGUAGES:
+            tokens = TokenItems.from_lists(items[lang])
+            scores[lang] = score_token_batches(model, tokens, length_sorted_batches(tokens.lengths, 256), 0)
+        return scores
+
+    full = score()
+    snapshot = WeightSnapshot(target_linears(model, ["lm_head"]))
+    apply_in_place(snapshot, parse_config("rtn-w4-ch-sym"))
+    quantized = score()
+    out["nll_full"] = digest(*full.values())
+    out["nll_rtn_w4"] = digest(*quantized.values())
+    n_bytes = {lang: np.array([len(ids) for ids in items[lang]], dtype=np.int64) for lang in LANGUAGES}
+    rho = np.array([quantized[lang].sum() / full[lang].sum() - 1 for lang in LANGUAGES])
+    cis = [bits_per_byte_ci(full[lang], n_bytes[lang], 200, 0.95, "BCa", 7) for lang in LANGUAGES]
+    battery = correlation_battery(np.log(np.arange(1, 6) * 1.7), rho, LANGUAGES, n_resamples=99,
+                                  n_bootstrap=199, seed=11)
+    out["rho"] = digest(rho)
+    out["ci"] = digest(np.array(cis))
+    out["battery"] = digest(np.array([v for v in vars(battery).values() if isinstance(v, float)]))
+    out["numpy_exp_log"] = digest(np.exp(rho * 50), np.log1p(np.abs(rho)), np.tanh(rho * 9))
+    out["aten_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
