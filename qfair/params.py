@@ -23,6 +23,33 @@ from qfair.errors import QfairError
 from qfair.hub import HubModelParams
 from qfair.registry import StrictModel as Strict  # unknown keys are errors, no coercion
 
+# Written by the validate_params stage as its only output. Every other stage depends on that
+# output, so bump this only when a schema change must rerun the whole pipeline.
+SCHEMA_VERSION = 1
+
+
+class _KeyedError(ValueError):
+    """A cross-field error raised by a model validator, with the dotted key it is about.
+
+    pydantic reports a model validator's error at the model's own location (``<root>`` for
+    Params); :func:`_describe` reports it under ``key`` instead, so the message names the key.
+    """
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _duplicates(values: list[str]) -> list[str]:
+    """The values that occur more than once, in first-occurrence order."""
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for value in values:
+        if value in seen and value not in repeated:
+            repeated.append(value)
+        seen.add(value)
+    return repeated
+
 
 class PinnedPackage(Strict):
     version: str
@@ -64,8 +91,8 @@ class CorpusParams(Strict):
     @model_validator(mode="after")
     def _explicit_needs_shares(self) -> CorpusParams:
         if self.languages != "all" and self.reference_language not in self.languages:
-            raise ValueError(f"reference_language {self.reference_language!r} must be one of "
-                             "corpus.languages (premiums and LA-ACIQ's English-only baseline use it)")
+            raise _KeyedError("reference_language", f"{self.reference_language!r} must be one of "
+                              "corpus.languages (premiums and LA-ACIQ's English-only baseline use it)")
         if self.training_share.mode == "explicit" and not self.training_share.explicit:
             raise ValueError("training_share.explicit must list shares when mode is 'explicit'")
         if self.split.dev_fraction + self.split.test_fraction >= 0.8:
@@ -102,15 +129,16 @@ class FloresCorpusParams(Strict):
         if unknown:
             raise ValueError(f"unknown FLORES+ code(s) {unknown} "
                              "(qfair/registry/flores_languages.yaml lists the known ones)")
-        if len(set(codes)) != len(codes):
-            raise ValueError("codes must be unique")
+        repeated = _duplicates(codes)
+        if repeated:
+            raise ValueError(f"codes must be unique; listed more than once: {repeated}")
         return codes
 
     @model_validator(mode="after")
     def _reference_selected(self) -> FloresCorpusParams:
         if self.reference_language not in self.languages:
-            raise ValueError(f"reference_language {self.reference_language!r} must be one of "
-                             "corpus.languages")
+            raise _KeyedError("reference_language", f"{self.reference_language!r} must be one of "
+                              "corpus.languages")
         return self
 
 
@@ -196,8 +224,9 @@ class CompressParams(Strict):
                 parse_config(name)
             except ValueError as error:
                 problems.append(f"[{index}] {error}")
-        if len(set(names)) != len(names):
-            problems.append("names must be unique")
+        repeated = _duplicates(names)
+        if repeated:
+            problems.append(f"names must be unique; listed more than once: {repeated} (remove the repeats)")
         if problems:
             raise ValueError("; ".join(problems))
         return names
@@ -309,25 +338,45 @@ class Params(Strict):
         return self
 
     @model_validator(mode="after")
+    def _enough_languages(self) -> Params:
+        """Correlations across languages need MIN_UNITS languages; checked here, not in the
+        mechanisms stage after hours of training and sweeping."""
+        from qfair.analysis.ledger import MIN_UNITS  # the analysis owns the number
+
+        if self.corpus.languages == "all":  # every Kolibri locale: far more than MIN_UNITS
+            return self
+        needing = [rule.id for rule in self.hypotheses
+                   if isinstance(rule, CorrelationRule) and rule.unit == "language"]
+        count = len(set(self.corpus.languages))
+        if needing and count < MIN_UNITS:
+            everything = "'all' or " if isinstance(self.corpus, CorpusParams) else ""
+            raise _KeyedError(
+                "corpus.languages",
+                f"{count} language(s) {self.corpus.languages}, but hypotheses {needing} correlate "
+                f"across languages and need at least {MIN_UNITS}; list {everything}at least "
+                f"{MIN_UNITS} languages, or mark those hypotheses kind: not_run")
+        return self
+
+    @model_validator(mode="after")
     def _rules_name_known_things(self) -> Params:
         from qfair.analysis.ledger import check_metric
 
-        ids = [rule.id for rule in self.hypotheses]
-        if len(set(ids)) != len(ids):
-            raise ValueError("hypotheses: ids must be unique")
+        repeated = _duplicates([rule.id for rule in self.hypotheses])
+        if repeated:
+            raise _KeyedError("hypotheses", f"ids must be unique; listed more than once: {repeated}")
         for index, rule in enumerate(self.hypotheses):
             if isinstance(rule, LaaciqRule):
                 for field in ("treatment", "baseline"):
                     if getattr(rule, field) not in self.compress.configs:
-                        raise ValueError(f"hypotheses[{index}].{field}: {getattr(rule, field)!r} "
-                                         "is not in compress.configs")
+                        raise _KeyedError(f"hypotheses.{index}.{field}",
+                                          f"{getattr(rule, field)!r} ({rule.id}) is not in compress.configs")
             elif isinstance(rule, CorrelationRule | SignTestRule):
                 names = [("x", rule.x), ("y", rule.y)]
                 names += [(f"covariates[{i}]", c) for i, c in enumerate(getattr(rule, "covariates", []))]
                 for field, name in names:
                     problem = check_metric(rule.unit, name, self.compress.configs)
                     if problem:
-                        raise ValueError(f"hypotheses[{index}] ({rule.id}).{field}: {problem}")
+                        raise _KeyedError(f"hypotheses.{index}.{field}", f"({rule.id}) {problem}")
         return self
 
 
@@ -347,12 +396,23 @@ def _key(loc: tuple) -> str:
     return ".".join(str(part) for part in parts) or "<root>"
 
 
+def _problem(item: dict) -> tuple[str, str]:
+    """``(dotted key, message)`` of one pydantic error, worded for params.yaml."""
+    cause = item.get("ctx", {}).get("error")
+    if isinstance(cause, _KeyedError):  # its key is relative to the model that raised it
+        return _key((*item["loc"], *cause.key.split("."))), str(cause)
+    if item["type"] == "extra_forbidden":
+        return _key(item["loc"]), "unknown key (extra inputs are not permitted); remove it or fix its name"
+    return _key(item["loc"]), item["msg"]
+
+
 def _describe(error: ValidationError, path: Path) -> str:
-    lines = [f"{path}: invalid parameters"]
-    for item in error.errors():
-        key = _key(item["loc"])
-        lines.append(f"  {key}: {item['msg']}")
-    return "\n".join(lines)
+    """One line for one problem (what a stage prints); a header and one line per key for several."""
+    problems = [_problem(item) for item in error.errors()]
+    if len(problems) == 1:
+        key, message = problems[0]
+        return f"{path}: invalid parameters: {key}: {message}"
+    return "\n".join([f"{path}: invalid parameters", *(f"  {key}: {message}" for key, message in problems)])
 
 
 def parse_params(raw: object, path: Path | str = "params.yaml") -> Params:

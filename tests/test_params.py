@@ -36,9 +36,13 @@ def _error(data: object) -> str:
 
 
 def _error_lines(message: str) -> dict[str, str]:
-    """``{dotted key: message}`` of the indented lines of a ParamsError."""
+    """``{dotted key: message}`` of a ParamsError: one line for one problem
+    (``<file>: invalid parameters: <key>: <text>``), else one indented line per problem."""
+    header, *rest = message.splitlines()
+    if not rest:
+        rest = [header.partition("invalid parameters: ")[2]]
     lines = {}
-    for line in message.splitlines()[1:]:
+    for line in rest:
         key, _, text = line.strip().partition(": ")
         lines[key] = text
     return lines
@@ -205,9 +209,100 @@ def test_load_params_error_names_file_and_key(tmp_path: Path, raw: dict) -> None
 
 def test_round_trip_through_yaml(tmp_path: Path, raw: dict) -> None:
     """A valid override written to disk loads back with exactly the values written."""
-    data = _with(_with(raw, "train.steps", 12), "corpus.languages", ["en", "yo"])
+    languages = ["en", "yo", "fr_FR", "hi_IN"]
+    data = _with(_with(raw, "train.steps", 12), "corpus.languages", languages)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     params = load_params(path)
-    assert params.train.steps == 12 and params.corpus.languages == ["en", "yo"]
+    assert params.train.steps == 12 and params.corpus.languages == languages
     assert params.model_dump() == parse_params(data).model_dump()
+
+
+# --- issue 10: every error names its key, before any stage works -------------------------------
+
+PAPER_FILE = PARAMS_FILE.parent / "profiles" / "paper.yaml"
+
+
+def _language_rules(data: dict) -> list[str]:
+    return [rule["id"] for rule in data["hypotheses"]
+            if rule["kind"] == "correlation" and rule["unit"] == "language"]
+
+
+def test_unknown_top_level_key_is_named(raw: dict) -> None:
+    lines = _error_lines(_error(_with(raw, "foo", 1)))
+    assert list(lines) == ["foo"], lines
+    assert "unknown key" in lines["foo"] and "remove it" in lines["foo"]
+
+
+def test_duplicate_config_is_named(raw: dict) -> None:
+    configs = raw["compress"]["configs"]
+    data = _with(raw, "compress.configs", [*configs, configs[3], configs[3]])
+    lines = _error_lines(_error(data))
+    assert "compress.configs" in lines, lines
+    assert "unique" in lines["compress.configs"] and repr(configs[3]) in lines["compress.configs"]
+    assert repr(configs[0]) not in lines["compress.configs"]  # only the repeated name
+
+
+def test_duplicate_hypothesis_id_is_named(raw: dict) -> None:
+    data = copy.deepcopy(raw)
+    data["hypotheses"][1]["id"] = data["hypotheses"][0]["id"]
+    lines = _error_lines(_error(data))
+    assert "hypotheses" in lines and repr(data["hypotheses"][0]["id"]) in lines["hypotheses"], lines
+
+
+def test_cross_field_errors_name_their_key(raw: dict) -> None:
+    """Model-level checks report the key they are about, not the section or ``<root>``."""
+    lines = _error_lines(_error(_with(raw, "corpus.languages", ["fr_FR", "yo", "hi_IN", "ko"])))
+    assert "corpus.reference_language" in lines, lines
+    data = copy.deepcopy(raw)
+    index = next(i for i, rule in enumerate(data["hypotheses"]) if rule["kind"] == "laaciq_vs_aciq")
+    data["hypotheses"][index]["treatment"] = "rtn-w7-ch-sym"
+    assert f"hypotheses.{index}.treatment" in _error_lines(_error(data))
+
+
+@pytest.mark.parametrize("languages", [["en"], ["en", "fr_FR"], ["en", "fr_FR", "yo"]])
+def test_too_few_languages_for_the_kolibri_corpus(raw: dict, languages: list[str]) -> None:
+    """Issue 10: [en, fr_FR] used to pass and fail in the mechanisms stage after every heavy stage."""
+    from qfair.analysis.ledger import MIN_UNITS
+
+    assert _language_rules(raw), "the embedded profile correlates across languages"
+    lines = _error_lines(_error(_with(raw, "corpus.languages", languages)))
+    assert list(lines) == ["corpus.languages"], lines
+    text = lines["corpus.languages"]
+    assert f"at least {MIN_UNITS}" in text and str(languages) in text and "'all'" in text
+    assert _language_rules(raw)[0] in text  # the hypothesis that needs them
+
+
+def test_enough_languages_for_the_kolibri_corpus(raw: dict) -> None:
+    from qfair.analysis.ledger import MIN_UNITS
+
+    languages = ["en", "fr_FR", "yo", "zh_Hans", "hi_IN"][:MIN_UNITS]
+    assert parse_params(_with(raw, "corpus.languages", languages)).corpus.languages == languages
+    assert parse_params(raw).corpus.languages == "all"
+
+
+def test_too_few_languages_for_the_flores_corpus() -> None:
+    from qfair.analysis.ledger import MIN_UNITS
+
+    paper = yaml.safe_load(PAPER_FILE.read_text(encoding="utf-8"))
+    assert _language_rules(paper)
+    codes = ["eng_Latn", "yor_Latn", "cmn_Hans", "hin_Deva", "fra_Latn"]
+    lines = _error_lines(_error(_with(paper, "corpus.languages", codes[:MIN_UNITS - 1])))
+    assert list(lines) == ["corpus.languages"], lines
+    assert f"at least {MIN_UNITS}" in lines["corpus.languages"]
+    assert "'all'" not in lines["corpus.languages"]  # FLORES+ has no 'all'
+    assert parse_params(_with(paper, "corpus.languages", codes[:MIN_UNITS])).corpus.languages == \
+        codes[:MIN_UNITS]
+
+
+def test_few_languages_are_fine_without_language_correlations(raw: dict) -> None:
+    """The minimum comes from the correlation battery: a profile without one may use fewer."""
+    data = _with(raw, "corpus.languages", ["en", "fr_FR"])
+    data["hypotheses"] = [rule for rule in data["hypotheses"] if rule["id"] not in _language_rules(raw)]
+    assert parse_params(data).corpus.languages == ["en", "fr_FR"]
+
+
+def test_one_problem_is_one_line(raw: dict) -> None:
+    """What a stage prints for a single bad key is one line naming the file and the key."""
+    message = _error(_with(raw, "train.steps", "ten"))
+    assert message.count("\n") == 0 and message.startswith("params.yaml: invalid parameters: train.steps: ")
