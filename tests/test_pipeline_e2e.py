@@ -28,7 +28,8 @@ VENV_BIN = Path(sys.executable).parent
 LANGS = ["en", "fr_FR", "yo", "zh_Hans", "hi_IN"]
 # The paper stage needs TeX; where it is absent (CI may lack it) the run stops before the PDF.
 TEX = all(shutil.which(tool) for tool in ("latexmk", "pdflatex", "bibtex"))
-STAGES = {"prepare_corpus", "train_tokenizer", "train_model", "evaluate", "compress_sweep",
+STAGES = {"validate_params", "prepare_corpus", "train_tokenizer", "train_model", "evaluate",
+          "compress_sweep",
           "weight_census", "activation_profile", "tokenizer_premium", "mechanisms", "snapshot",
           "report", "plots_template"} | ({"paper"} if TEX else set())
 TARGETS = [] if TEX else sorted(STAGES)
@@ -244,8 +245,9 @@ def test_eval_param_change_reruns_only_evaluate(repo: Repo, first_run: dict) -> 
         assert "evaluate" in repo.status()
         # consumers of evaluate's table follow; nothing upstream reruns
         ran = repo.repro()
-        assert ran[0] == "evaluate"
-        assert set(ran) == {"evaluate", "mechanisms", "snapshot", "report"} | ({"paper"} if TEX else set())
+        assert ran[:2] == ["validate_params", "evaluate"]  # params.yaml changed: checked first
+        assert set(ran) == {"validate_params", "evaluate", "mechanisms", "snapshot", "report"} | \
+                           ({"paper"} if TEX else set())
         before = pd.read_csv(io.BytesIO(first_run["per_language"]))
         after = pd.read_csv(repo.root / "results/eval/per_language.csv")
         # point estimates do not depend on the number of resamples; the intervals do
