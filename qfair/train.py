@@ -96,18 +96,32 @@ def _save_checkpoint(model: PreTrainedModel, optimizer: torch.optim.Optimizer, s
         (older / STATE_FILE).unlink(missing_ok=True)
 
 
-def _load_checkpoint(checkpoint: Path) -> tuple[dict, dict, dict]:
-    """The model state, trainer state and log of a checkpoint, all read before any is applied."""
-    info = json.loads((checkpoint / "log.json").read_text(encoding="utf-8"))
-    state = load_file(str(checkpoint / "model.safetensors"))
-    trainer = torch.load(checkpoint / STATE_FILE, weights_only=True)
-    return state, trainer, info
-
-
 # What a truncated or overwritten checkpoint file raises on reading (safetensors, torch's zip
 # reader, the unpickler, json): such a checkpoint is skipped, never a reason to stop.
 UNREADABLE = (SafetensorError, OSError, RuntimeError, EOFError, ValueError, KeyError,
               pickle.UnpicklingError)
+
+
+class UnreadableCheckpointError(Exception):
+    """One file of a checkpoint does not load (``path``: that file)."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        super().__init__(f"{path}: {type(error).__name__}: {error}")
+        self.path = path
+
+
+def _load_checkpoint(checkpoint: Path) -> tuple[dict, dict, dict]:
+    """The model state, trainer state and log of a checkpoint, all read before any is applied."""
+    path = checkpoint / "log.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        path = checkpoint / "model.safetensors"
+        state = load_file(str(path))
+        path = checkpoint / STATE_FILE
+        trainer = torch.load(path, weights_only=True)
+    except UNREADABLE as error:
+        raise UnreadableCheckpointError(path, error) from error
+    return state, trainer, info
 
 
 def _resume(model: PreTrainedModel, optimizer, scheduler, config: TrainConfig,
@@ -121,10 +135,9 @@ def _resume(model: PreTrainedModel, optimizer, scheduler, config: TrainConfig,
     for latest in reversed(candidates):
         try:
             state, trainer, info = _load_checkpoint(latest)
-        except UNREADABLE as error:
-            warnings.warn(f"{latest}: checkpoint does not load ({type(error).__name__}: {error}); "
-                          "skipping it and resuming from an earlier checkpoint or from scratch",
-                          stacklevel=2)
+        except UnreadableCheckpointError as error:
+            warnings.warn(f"checkpoint {latest} does not load ({error}); skipping it and resuming "
+                          "from an earlier checkpoint or from scratch", stacklevel=2)
             continue
         if info.get("fingerprint") != config.fingerprint:
             break

@@ -262,7 +262,7 @@ def test_truncated_newest_checkpoint_is_skipped_with_a_warning(make_bloom, tiny_
     _truncate(bad)
     steps = _counting_batches(monkeypatch)
     # from scratch, the stage builds the model with the same seeded initialisation
-    with pytest.warns(UserWarning, match=re.escape(str(folder / "step_000003"))):
+    with pytest.warns(UserWarning, match=re.escape(str(bad))):
         model, resumed = _run(make_bloom, tiny_stream, folder, dropout=0.1)
     assert steps == [1, 2, 3, 4, 5, 6]
     assert _identical(_weights(model), weights)
@@ -281,9 +281,10 @@ def test_truncated_newest_checkpoint_resumes_from_an_earlier_one(make_bloom, tin
     state = (folder / "step_000003" / STATE_FILE).read_bytes()
     _run(make_bloom, tiny_stream, folder, dropout=0.1)  # finishes: step 6 saved, step 3 pruned
     (folder / "step_000003" / STATE_FILE).write_bytes(state)
-    _truncate(folder / "step_000006" / "model.safetensors")
+    bad = folder / "step_000006" / "model.safetensors"
+    _truncate(bad)
     steps = _counting_batches(monkeypatch)
-    with pytest.warns(UserWarning, match=re.escape(str(folder / "step_000006"))):
+    with pytest.warns(UserWarning, match=re.escape(str(bad))):
         model, resumed = _run(make_bloom, tiny_stream, folder, init_seed=7, dropout=0.1)
     assert steps == [4, 5, 6]
     assert _identical(_weights(model), weights)
