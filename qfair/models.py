@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -17,6 +18,30 @@ from transformers import (
     BloomForCausalLM,
     PreTrainedModel,
 )
+
+from qfair.errors import QfairError
+
+REBUILD = "rebuild it with `dvc repro -f train_model`"
+
+
+class DamagedModelError(QfairError, OSError):
+    """A saved model's weights file does not load (truncated, overwritten); names file and fix."""
+
+
+def check_weights(folder: Path, fix: str = REBUILD) -> None:
+    """Open every safetensors file of ``folder`` (its header and size: cheap, nothing is read).
+
+    A truncated file fails here with its path, rather than deep inside ``from_pretrained`` with a
+    ``SafetensorError`` that names no file.
+    """
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            raise DamagedModelError(f"{path}: the weights do not load ({error}); the file is "
+                                    f"truncated or damaged: {fix}") from None
+
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # The registry's model kinds (qfair/registry/models.yaml) and the transformers class that loads each.
@@ -60,6 +85,8 @@ def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "
     local = Path(name_or_path)
     if local.exists() and not (local / "config.json").is_file():
         raise FileNotFoundError(f"{local}: no config.json, not a saved model directory")
+    if local.is_dir():
+        check_weights(local)
     model = AUTO_CLASSES[kind].from_pretrained(
         str(name_or_path), revision=revision, dtype=DTYPES.get(dtype, dtype), use_safetensors=True,
         trust_remote_code=trust_remote_code, **kwargs,

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm import tqdm
 from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
@@ -93,24 +96,59 @@ def _save_checkpoint(model: PreTrainedModel, optimizer: torch.optim.Optimizer, s
         (older / STATE_FILE).unlink(missing_ok=True)
 
 
+# What a truncated or overwritten checkpoint file raises on reading (safetensors, torch's zip
+# reader, the unpickler, json): such a checkpoint is skipped, never a reason to stop.
+UNREADABLE = (SafetensorError, OSError, RuntimeError, EOFError, ValueError, KeyError,
+              pickle.UnpicklingError)
+
+
+class UnreadableCheckpointError(Exception):
+    """One file of a checkpoint does not load (``path``: that file)."""
+
+    def __init__(self, path: Path, error: BaseException) -> None:
+        super().__init__(f"{path}: {type(error).__name__}: {error}")
+        self.path = path
+
+
+def _load_checkpoint(checkpoint: Path) -> tuple[dict, dict, dict]:
+    """The model state, trainer state and log of a checkpoint, all read before any is applied."""
+    path = checkpoint / "log.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        path = checkpoint / "model.safetensors"
+        state = load_file(str(path))
+        path = checkpoint / STATE_FILE
+        trainer = torch.load(path, weights_only=True)
+    except UNREADABLE as error:
+        raise UnreadableCheckpointError(path, error) from error
+    return state, trainer, info
+
+
 def _resume(model: PreTrainedModel, optimizer, scheduler, config: TrainConfig,
             folder: Path) -> tuple[int, TrainLog]:
-    """Restore the newest checkpoint of this same run; discard checkpoints of other runs."""
+    """Restore the newest readable checkpoint of this same run; discard checkpoints of other runs.
+
+    A checkpoint that does not load (a truncated file) is skipped with a warning naming it; the
+    run resumes from the newest one before it that still has its trainer state, or from scratch.
+    """
     candidates = [c for c in _checkpoints(folder) if (c / STATE_FILE).is_file()]
-    if candidates:
-        latest = candidates[-1]
-        info = json.loads((latest / "log.json").read_text())
-        if info["fingerprint"] == config.fingerprint:
-            state = load_file(str(latest / "model.safetensors"))
-            missing, unexpected = model.load_state_dict(state, strict=False)
-            if unexpected or set(missing) - {"lm_head.weight"}:  # tied head is stored once
-                raise RuntimeError(f"{latest}: checkpoint does not match the model "
-                                   f"(missing {missing}, unexpected {unexpected})")
-            model.tie_weights()
-            trainer = torch.load(latest / STATE_FILE, weights_only=True)
-            optimizer.load_state_dict(trainer["optimizer"])
-            scheduler.load_state_dict(trainer["scheduler"])
-            return int(trainer["step"]), TrainLog(rows=info["rows"])
+    for latest in reversed(candidates):
+        try:
+            state, trainer, info = _load_checkpoint(latest)
+        except UnreadableCheckpointError as error:
+            warnings.warn(f"checkpoint {latest} does not load ({error}); skipping it and resuming "
+                          "from an earlier checkpoint or from scratch", stacklevel=2)
+            continue
+        if info.get("fingerprint") != config.fingerprint:
+            break
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"lm_head.weight"}:  # tied head is stored once
+            raise RuntimeError(f"{latest}: checkpoint does not match the model "
+                               f"(missing {missing}, unexpected {unexpected})")
+        model.tie_weights()
+        optimizer.load_state_dict(trainer["optimizer"])
+        scheduler.load_state_dict(trainer["scheduler"])
+        return int(trainer["step"]), TrainLog(rows=info["rows"])
     shutil.rmtree(folder, ignore_errors=True)
     return 0, TrainLog()
 

@@ -30,12 +30,13 @@ from qfair.models import load_model
 from qfair.params import load_params
 from qfair.quant.apply import target_linears
 from qfair.quant.configs import check_group_sizes, parse_config
-from qfair.quant.sweep import SweepSettings, calibrate, run_sweep
+from qfair.quant.sweep import SweepSettings, calibrate, clear_partial, run_sweep
 from qfair.stage import run_stage
 
 CORPUS = Path("data/corpus")
 MODELS = Path("models")  # models/<profile>/final
 OUT = Path("results/sweep")
+PARTIAL = OUT / "partial"  # per-config rows of an interrupted sweep (qfair.quant.sweep); removed at the end
 
 
 def seeded_subset(per_language: dict[str, dict[str, str]], count: int | str, seed: int):
@@ -87,7 +88,8 @@ def main() -> None:
                              params.eval.batch_tokens, params.eval.max_tokens,
                              params.corpus.reference_language)
     calibration = calibrate(model, tokenizer, calibration_texts, settings)
-    items = run_sweep(model, model_dir, tokenizer, configs, texts, calibration, share, settings)
+    items = run_sweep(model, model_dir, tokenizer, configs, texts, calibration, share, settings,
+                      partial=PARTIAL)
     sweep_seconds = time.perf_counter() - started
 
     languages = sorted(texts)
@@ -119,6 +121,7 @@ def main() -> None:
     if not levels.complete:
         metrics["resource_level"] = levels.describe()
     write_json(Path("metrics/sweep.json"), metrics)
+    clear_partial(PARTIAL)
     print(disparity[["config", "range", "range_ci_low", "range_ci_high", "mean", "worst_language"]]
           .to_string(index=False))
     print(f"sweep: {len(configs)} configs in {sweep_seconds:.0f} s")

@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 from transformers import AutoTokenizer
 
+from qfair.corpus.store import read_rows
 from qfair.determinism import deterministic_cpu
-from qfair.io import atomic_dir, read_jsonl, sha256_file, sha256_text, write_csv, write_json
+from qfair.io import atomic_dir, sha256_file, sha256_text, write_csv, write_json
 from qfair.models import build_bloom, count_parameters
 from qfair.params import load_params
 from qfair.stage import run_stage
@@ -22,7 +23,7 @@ DEV_BLOCKS = 16
 
 def tokenized(split: str, tokenizer) -> list[list[int]]:
     texts = [row["text"] for path in sorted((CORPUS / split).glob("*.jsonl"))
-             for row in read_jsonl(path)]
+             for row in read_rows(path)]
     return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 

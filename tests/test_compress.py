@@ -6,13 +6,18 @@ multiple of bitsandbytes' 4-bit block size (64) and real nf4/int8 kernels run on
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from qfair.eval import score_items
+from qfair.io import write_csv
 from qfair.models import build_bloom
+from qfair.quant import sweep as sweep_module
 from qfair.quant.apply import (
     WeightSnapshot,
     apply_in_place,
@@ -21,7 +26,15 @@ from qfair.quant.apply import (
     target_linears,
 )
 from qfair.quant.configs import parse_config
-from qfair.quant.sweep import Calibration, SweepSettings, calibrate, run_sweep
+from qfair.quant.sweep import (
+    Calibration,
+    PartialResults,
+    SweepSettings,
+    calibrate,
+    clear_partial,
+    run_sweep,
+    sweep_fingerprint,
+)
 
 EXCLUDE = ["lm_head"]
 N_LAYER = 2
@@ -329,3 +342,107 @@ def test_sweep_fake_quant_rows_match_manual_application(sweep, bloom64, tiny_tok
         assert any(not torch.equal(first[k], second[k]) for k in first)
     finally:
         snap.restore()
+
+
+# --- resuming an interrupted sweep (issue 10) ----------------------------------------------------
+
+SHARE = {"en": 0.6, "hi_IN": 0.3, "zh_Hans": 0.1}
+INTERRUPT_AT = 3  # SWEEP_CONFIGS[3] (the oracle) is interrupted, after fp and three configs
+REAL_SCORE = sweep_module._score
+
+
+def _scoring_spy(monkeypatch, interrupt: str | None = None) -> list[str]:
+    """Record the configs scored; raise KeyboardInterrupt (a killed run) at ``interrupt``."""
+    scored, real = [], REAL_SCORE
+
+    def spy(model, tokenizer, texts, languages, settings, config):
+        if config == interrupt:
+            raise KeyboardInterrupt
+        scored.append(config)
+        return real(model, tokenizer, texts, languages, settings, config)
+
+    monkeypatch.setattr(sweep_module, "_score", spy)
+    return scored
+
+
+def test_interrupted_sweep_resumes_to_the_same_table(sweep, bloom64, saved_bloom64, tiny_tokenizer,
+                                                    pristine, tmp_path, monkeypatch) -> None:
+    texts, calibration = sweep["texts"], sweep["calibration"]
+    configs = [parse_config(name) for name in SWEEP_CONFIGS]
+    partial = tmp_path / "partial"
+    args = (bloom64, saved_bloom64, tiny_tokenizer, configs, texts, calibration, SHARE, SETTINGS)
+    _scoring_spy(monkeypatch, interrupt=SWEEP_CONFIGS[INTERRUPT_AT])
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(*args, partial=partial)
+    # what was finished is on disk, one file per config; the model is restored
+    done = sorted(p.name.split(".")[0] for p in partial.glob("*.json"))
+    assert done == sorted(["fp", *SWEEP_CONFIGS[:INTERRUPT_AT]])
+    assert not list(partial.glob(".*"))  # no temporary leftovers
+    assert all(torch.equal(pristine[k], v) for k, v in _state(bloom64).items())
+
+    scored = _scoring_spy(monkeypatch)
+    items = run_sweep(*args, partial=partial)
+    assert set(scored) == set(SWEEP_CONFIGS[INTERRUPT_AT:])  # only what was missing
+    pd.testing.assert_frame_equal(items, sweep["items"], check_exact=True)
+    # and the stage's output file is byte-identical
+    write_csv(tmp_path / "resumed.csv", items)
+    write_csv(tmp_path / "uninterrupted.csv", sweep["items"])
+    assert (tmp_path / "resumed.csv").read_bytes() == (tmp_path / "uninterrupted.csv").read_bytes()
+
+    scored.clear()  # a third run reads everything back
+    assert run_sweep(*args, partial=partial).equals(sweep["items"])
+    assert scored == []
+    clear_partial(partial)
+    assert not partial.exists()
+
+
+def test_stale_partial_results_are_never_reused(sweep, bloom64, saved_bloom64, tiny_tokenizer,
+                                                tmp_path, monkeypatch) -> None:
+    """A partial of other params (here other resource shares) is rescored and replaced."""
+    texts, calibration = sweep["texts"], sweep["calibration"]
+    configs = [parse_config("rtn-w8-ch-sym")]
+    partial = tmp_path / "partial"
+    run_sweep(bloom64, saved_bloom64, tiny_tokenizer, configs, texts, calibration,
+              {"en": 0.5, "hi_IN": 0.25, "zh_Hans": 0.25}, SETTINGS, partial=partial)
+    before = sorted(p.name for p in partial.glob("*.json"))
+    scored = _scoring_spy(monkeypatch)
+    run_sweep(bloom64, saved_bloom64, tiny_tokenizer, configs, texts, calibration, SHARE, SETTINGS,
+              partial=partial)
+    assert scored == ["fp", "rtn-w8-ch-sym"]
+    after = sorted(p.name for p in partial.glob("*.json"))
+    assert len(after) == 2 and not set(after) & set(before)
+
+
+def test_sweep_fingerprint_covers_what_determines_the_rows(sweep, saved_bloom64, tmp_path) -> None:
+    texts, calibration = sweep["texts"], sweep["calibration"]
+
+    def key(model=saved_bloom64, dtype="float32", device="cpu", texts=texts, calibration=calibration,
+            share=SHARE, settings=SETTINGS) -> str:
+        return sweep_fingerprint(model, dtype, device, texts, calibration, share, settings)
+
+    base = key()
+    assert key() == base  # deterministic
+    other_model = tmp_path / "model"
+    shutil.copytree(saved_bloom64, other_model)
+    assert key(model=other_model) == base  # the same files elsewhere
+    weights = other_model / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    first_lang = sorted(texts)[0]
+    first_id = sorted(texts[first_lang])[0]
+    other_texts = {lang: dict(items) for lang, items in texts.items()}
+    other_texts[first_lang][first_id] += "!"
+    moments = {name: m.clone() for name, m in calibration.moments.items()}
+    name = sorted(moments)[0]
+    moments[name][0, 0] += 1e-9
+    variants = [
+        key(model=other_model), key(dtype="bfloat16"), key(device="cuda"), key(texts=other_texts),
+        key(calibration=Calibration(calibration.languages, moments, calibration.tokens)),
+        key(share={**SHARE, "en": 0.61}),
+        key(settings=dataclasses.replace(SETTINGS, max_tokens=512)),
+    ]
+    assert len({base, *variants}) == 1 + len(variants)
+    # and each config gets its own key
+    store = PartialResults(tmp_path / "partial", base)
+    assert store.key("rtn-w8-ch-sym") != store.key("rtn-w8-ch-asym")

