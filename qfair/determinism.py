@@ -6,17 +6,21 @@ products) by ISA and vendor, OpenBLAS (numpy and scipy) by core type, numpy's uf
 level, glibc's libm (exp, log, pow, tanh, ...) by FMA. The kernels sum in other orders or round
 intermediates differently, so the same seeded run gives other weights on another machine
 (measured on an AMD EPYC against this Intel Xeon: 47 result files differed). ``PORTABLE_ENV``
-pins each of them to a code path every x86-64 CPU runs identically:
+pins each of them to one code path that every x86-64 CPU with AVX2 (Intel since 2013, AMD since
+2015) runs bit for bit alike:
 
-- ``ATEN_CPU_CAPABILITY=default``: ATen's portable (non-AVX) kernels.
-- ``MKL_CBWR=COMPATIBLE,STRICT``: MKL's conditional numerical reproducibility, SSE2 branch without
-  the approximate ``rcpps``/``rsqrtps`` (which differ between Intel and AMD); STRICT also fixes
-  the result of GEMM against thread count and alignment. This is the main speed cost.
-- ``ONEDNN_MAX_CPU_ISA=SSE41``: oneDNN, should any op reach it.
-- ``OPENBLAS_CORETYPE=Nehalem``, one OpenBLAS thread: numpy's and scipy's BLAS/LAPACK kernels.
-- ``NPY_DISABLE_CPU_FEATURES``: numpy's dispatched SIMD loops (exp, log, ...) beyond its baseline.
-- ``GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2,-FMA,-FMA4``: libm's non-FMA variants (the FMA ones
-  round differently: measured on exp, log, pow, tanh, sin, atan).
+- ``ATEN_CPU_CAPABILITY=avx2``: ATen's AVX2 kernels; their exp/log/tanh are SLEEF's, compiled into
+  torch, so they do not depend on the system's libm (ATen's ``default`` kernels call libm, whose
+  results change between glibc releases). ``deterministic_cpu`` refuses a CPU without AVX2.
+- ``MKL_CBWR=COMPATIBLE,STRICT``: MKL's conditional numerical reproducibility on its SSE2 branch
+  without the approximate ``rcpps``/``rsqrtps`` (which differ between Intel and AMD); MKL's other
+  branches exist on Intel processors only. STRICT also fixes GEMM results against thread count
+  and alignment. This is the main speed cost.
+- ``ONEDNN_MAX_CPU_ISA=AVX2`` and ``torch.backends.mkldnn`` off: oneDNN has no reproducible mode.
+- ``OPENBLAS_CORETYPE=Haswell``, one OpenBLAS thread: numpy's and scipy's BLAS/LAPACK kernels.
+- ``NPY_DISABLE_CPU_FEATURES``: numpy's AVX-512 loops (their results differ from the AVX2 ones).
+- ``GLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX2,-FMA,-FMA4``: libm's SSE2 variants for what still calls
+  libm (the FMA variants round differently: measured on exp, log, pow, tanh, sin, atan).
 - ``MKL_DYNAMIC``/``OMP_DYNAMIC=FALSE`` and a fixed thread count (``deterministic_cpu``): no
   load-dependent threading; ``PYTHONHASHSEED=0``: one set/dict iteration order.
 
@@ -24,7 +28,7 @@ Most of these are read when a library loads (glibc's before the process starts),
 ``portable_numerics`` re-executes the process once with them; ``python -m qfair.stage`` (every
 stage's command in dvc.yaml) does it before anything is imported. ``QFAIR_NATIVE_NUMERICS=1``
 keeps the machine's fastest kernels instead, and the results then depend on the machine.
-The speed cost and the proof (byte-identical runs under emulated AVX2-only and SSE-only machines,
+The speed cost and the proof (byte-identical runs under emulated machines,
 ``tests/test_determinism.py``) are in docs/reproducibility.md.
 """
 
@@ -34,19 +38,25 @@ import os
 import sys
 import warnings
 
+from qfair.errors import QfairError
+
 STATIC_THREADING = {"MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE"}
 GLIBC_HWCAPS_OFF = ("-AVX2", "-FMA", "-FMA4")
 PORTABLE_ENV = {
     **STATIC_THREADING,
-    "ATEN_CPU_CAPABILITY": "default",
+    "ATEN_CPU_CAPABILITY": "avx2",
     "MKL_CBWR": "COMPATIBLE,STRICT",
-    "ONEDNN_MAX_CPU_ISA": "SSE41",
-    "OPENBLAS_CORETYPE": "Nehalem",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "OPENBLAS_CORETYPE": "Haswell",
     "OPENBLAS_NUM_THREADS": "1",
-    "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
     "PYTHONHASHSEED": "0",
 }
 NATIVE_SWITCH = "QFAIR_NATIVE_NUMERICS"
+
+
+class PortableNumericsError(QfairError):
+    """This machine cannot run the pinned kernels."""
 
 
 def _with_hwcaps_off(tunables: str) -> str:
@@ -95,11 +105,23 @@ def numerics_facts() -> dict[str, object]:
             **{key: os.environ.get(key) for key in ("MKL_CBWR", "OPENBLAS_CORETYPE", "GLIBC_TUNABLES")}}
 
 
+def check_capability(capability: str) -> None:
+    """Refuse a CPU on which ATen cannot run the pinned AVX2 kernels (it would fall back silently)."""
+    if capability != "AVX2":
+        raise PortableNumericsError(
+            f"this CPU runs ATen's {capability} kernels, not the AVX2 ones the committed results were "
+            "computed with (it lacks AVX2/FMA), so they cannot be reproduced bit for bit here; set "
+            f"{NATIVE_SWITCH}=1 to run with this machine's own kernels anyway")
+
+
 def deterministic_cpu(threads: int) -> None:
     """Fix the intra-op thread count and use deterministic kernels; warn if numerics are not pinned."""
     import torch
 
-    if os.environ.get(NATIVE_SWITCH) != "1" and not numerics_pinned():
+    native = os.environ.get(NATIVE_SWITCH) == "1"
+    if not native and numerics_pinned():
+        check_capability(torch.backends.cpu.get_cpu_capability())
+    if not native and not numerics_pinned():
         warnings.warn("CPU kernels are not pinned (run stages through `dvc repro` or "
                       "`python -m qfair.stage`): results may depend on this machine's CPU",
                       stacklevel=2)

@@ -1,9 +1,10 @@
 """Portable CPU numerics: the same bytes whatever processor the pipeline runs on.
 
 Another machine is emulated on this one by the switches each library reads to pick its kernels
-(the best ISA it may use): an AVX2-only machine and one with no vector extensions beyond the
-x86-64 baseline. ``tests/numerics_workload.py`` (training, scoring, one quantization config and the
-statistics, in miniature) must print the same hashes under each. The control runs the same
+(the best ISA it may use): an AVX-512 machine without the newest extensions (Skylake-X or Zen 4
+class) and an AVX2-only one (Haswell or Zen 2 class); a CPU without AVX2 is refused.
+``tests/numerics_workload.py`` (training, scoring, one quantization config and the statistics, in
+miniature) must print the same hashes under each. The control runs the same
 emulations with the machine's own kernels (``QFAIR_NATIVE_NUMERICS=1``) and must see different
 hashes, so the emulation really changes the kernels and this test can fail.
 """
@@ -24,15 +25,16 @@ WORKLOAD = Path(__file__).with_name("numerics_workload.py")
 ROOT = Path(__file__).resolve().parents[1]
 MACHINES = {
     "this machine": {},
+    "AVX-512 without the newest extensions": {
+        "ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+        "ONEDNN_MAX_CPU_ISA": "AVX512_CORE",
+        "OPENBLAS_CORETYPE": "SkylakeX", "NPY_DISABLE_CPU_FEATURES": "AVX512_ICL AVX512_SPR",
+        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512_FP16,-AVX512_BF16,-AMX_BF16,-AMX_INT8,-AMX_TILE",
+    },
     "AVX2 only": {
         "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
         "OPENBLAS_CORETYPE": "Haswell", "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
         "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX512F,-AVX512VL,-AVX512BW,-AVX512DQ",
-    },
-    "no vector extensions": {
-        "ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41",
-        "OPENBLAS_CORETYPE": "Prescott", "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR",
-        "GLIBC_TUNABLES": "glibc.cpu.hwcaps=-AVX,-AVX2,-FMA,-FMA4,-AVX512F",
     },
 }
 
@@ -56,7 +58,7 @@ def portable_runs() -> dict[str, dict[str, str]]:
 
 def test_portable_numerics_give_identical_bytes_on_every_emulated_machine(portable_runs):
     reference = portable_runs["this machine"]
-    assert reference["aten_cpu_capability"] == "DEFAULT"
+    assert reference["aten_cpu_capability"] == "AVX2"
     for name, result in portable_runs.items():
         differing = [key for key in reference if result[key] != reference[key]]
         assert not differing, f"{name}: {differing} differ from this machine's portable run"
@@ -75,7 +77,7 @@ def test_portable_environment_merges_glibc_tunables():
     env = portable_environment({"GLIBC_TUNABLES": "glibc.malloc.check=1:glibc.cpu.hwcaps=-AVX512F"})
     assert env["GLIBC_TUNABLES"] == "glibc.malloc.check=1:glibc.cpu.hwcaps=-AVX512F,-AVX2,-FMA,-FMA4"
     assert numerics_pinned(env)
-    assert not numerics_pinned({**env, "ATEN_CPU_CAPABILITY": "avx2"})
+    assert not numerics_pinned({**env, "ATEN_CPU_CAPABILITY": "avx512"})
 
 
 def test_a_stage_reexecutes_itself_with_pinned_numerics(tmp_path):
@@ -90,3 +92,11 @@ def test_a_stage_reexecutes_itself_with_pinned_numerics(tmp_path):
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
                           check=True, cwd=tmp_path)
     assert numerics_pinned(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_a_cpu_without_avx2_is_refused_with_the_way_out():
+    from qfair.determinism import PortableNumericsError, check_capability
+
+    check_capability("AVX2")
+    with pytest.raises(PortableNumericsError, match="QFAIR_NATIVE_NUMERICS=1"):
+        check_capability("DEFAULT")
