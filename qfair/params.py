@@ -311,6 +311,8 @@ class AnalysisParams(Strict):
     permutation_resamples: int = Field(ge=99, le=100_000)
     bootstrap_resamples: int = Field(ge=100, le=100_000)
     seed: int
+    # The pre-registered Holm family: ids of correlation / sign-test hypotheses corrected together
+    holm_family: list[str]
 
 
 class Params(Strict):
@@ -359,8 +361,11 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _rules_name_known_things(self) -> Params:
-        from qfair.analysis.ledger import check_metric
+        from qfair.analysis.ledger import check_family, check_metric
 
+        problem = check_family(self.analysis.holm_family, self.hypotheses)
+        if problem:
+            raise _KeyedError("analysis.holm_family", problem)
         repeated = _duplicates([rule.id for rule in self.hypotheses])
         if repeated:
             raise _KeyedError("hypotheses", f"ids must be unique; listed more than once: {repeated}")

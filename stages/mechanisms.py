@@ -64,7 +64,7 @@ def main() -> None:
         params.eval.confidence, cp.seed, params.eval.ci_method)
     ledger = evaluate_ledger(params.hypotheses, tables, sweep_verdicts,
                              ap.alpha, ap.permutation_resamples, ap.bootstrap_resamples,
-                             params.eval.confidence, ap.seed)
+                             params.eval.confidence, ap.seed, holm_family=ap.holm_family)
     write_json(Path("results/hypotheses.json"), {
         "outlier_layers": outliers, "hypotheses": ledger,
         **({} if levels.complete else {"resource_level": levels.describe()})})

@@ -26,7 +26,7 @@ from qfair.eval import TokenItems, bits_per_byte_ci, length_sorted_batches, scor
 from qfair.models import build_bloom  # noqa: E402
 from qfair.quant.apply import WeightSnapshot, apply_in_place, target_linears  # noqa: E402
 from qfair.quant.configs import parse_config  # noqa: E402
-from qfair.stats import correlation_battery  # noqa: E402
+from qfair.analysis.stats import correlation_battery  # noqa: E402
 from qfair.train import TrainConfig, train  # noqa: E402
 
 VOCAB, LANGUAGES, ITEMS = 256, ["a", "b", "c", "d", "e"], 24

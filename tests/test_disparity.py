@@ -17,7 +17,7 @@ from qfair.analysis.disparity import (
     terciles,
     threshold_bits,
 )
-from qfair.analysis.hypotheses import INCONCLUSIVE, REJECTED, SUPPORTED, laaciq_verdict
+from qfair.analysis.ledger import INCONCLUSIVE, REJECTED, SUPPORTED, laaciq_verdict
 from qfair.analysis.sweep import disparity_table, nll_matrix, per_language_table, threshold_table
 from qfair.quant.configs import parse_config
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from qfair.stats import (
+from qfair.analysis.stats import (
     INCONCLUSIVE,
     REJECTED,
     SUPPORTED,

@@ -1,21 +1,39 @@
-"""The hypothesis ledger: every pre-registered hypothesis of params.yaml with a computed verdict.
+"""The hypothesis ledger: every pre-registered hypothesis of params.yaml with its rule and verdict.
 
 Metrics are looked up by name in per-unit tables (one row per language, layer or checkpoint)
-that the analysis stage assembles from pipeline outputs; ``rho:<config>`` is a language's
-relative degradation under a swept compression config. Correlation and sign-test p-values form
-one family, Holm-corrected together.
+that the analysis stage assembles from pipeline outputs; ``rel_degradation:<config>`` is a
+language's relative degradation under a swept compression config.
+
+The Holm family is pre-registered (``analysis.holm_family``). Before a test runs, the smallest
+p-value it can attain at its ``n`` is computed from the test's kind; a test that cannot go below
+``alpha / m`` (``m`` = size of the pre-registered family; ``alpha`` for a test outside it) could
+only be rejected after every other member, never on its own evidence: it is reported NOT
+TESTABLE with that reason and left out of the family, so it does not inflate the others' Holm p.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from qfair.stats import correlation_battery, holm, verdict
+from qfair.analysis.stats import (
+    INCONCLUSIVE,
+    NOT_RUN,
+    NOT_TESTABLE,
+    REJECTED,
+    SUPPORTED,
+    correlation_battery,
+    holm,
+    permutation_min_p,
+    sign_test_min_p,
+    verdict,
+)
 
+REL_PREFIX = "rel_degradation:"
 METRICS = {
     "language": {
         "resource_level": "ln of the language's share of training bytes",
@@ -40,25 +58,74 @@ METRICS = {
         "max_kurtosis": "largest tensor excess kurtosis of the checkpoint",
     },
 }
+MIN_UNITS = 4  # the correlation battery's minimum
+TESTED_KINDS = ("correlation", "sign_test")  # the kinds with a p-value (Holm family members)
 
 
 def check_metric(unit: str, name: str, configs: Sequence[str]) -> str | None:
     """None if ``name`` is a metric of ``unit``; otherwise what is wrong with it."""
-    if unit == "language" and name.startswith("rho:"):
-        config = name.removeprefix("rho:")
+    if unit == "language" and name.startswith(REL_PREFIX):
+        config = name.removeprefix(REL_PREFIX)
         return None if config in configs else f"{name!r} names a config not in compress.configs"
     if name not in METRICS[unit]:
-        return f"unknown {unit} metric {name!r}; known: {sorted(METRICS[unit])} (and rho:<config>)"
+        return (f"unknown {unit} metric {name!r}; known: {sorted(METRICS[unit])} "
+                f"(and {REL_PREFIX}<config>)")
     return None
+
+
+def check_family(family: Sequence[str], rules: Sequence) -> str | None:
+    """None if every id of ``family`` is a tested hypothesis; otherwise what is wrong."""
+    kinds = {rule.id: rule.kind for rule in rules}
+    unknown = [i for i in family if i not in kinds]
+    if unknown:
+        return f"unknown hypothesis id(s) {unknown}; known: {sorted(kinds)}"
+    untested = [i for i in family if kinds[i] not in TESTED_KINDS]
+    if untested:
+        return f"{untested} have no p-value (kind not in {list(TESTED_KINDS)}); only tests join a Holm family"
+    repeated = sorted({i for i in family if list(family).count(i) > 1})
+    return f"listed more than once: {repeated}" if repeated else None
+
+
+def laaciq_verdict(result: dict[str, float], min_range_reduction: float,
+                   max_mean_increase: float) -> str:
+    """EXP-031's rule on its two conditions (range reduction, relative mean-degradation increase).
+
+    SUPPORTED when the whole CI of the range reduction is at or above ``min_range_reduction`` and
+    the whole CI of the relative increase of the mean relative degradation is below
+    ``max_mean_increase``; REJECTED when either CI lies entirely on the wrong side (reduction's
+    upper bound below the target, or the increase's lower bound at or above the limit);
+    INCONCLUSIVE otherwise (NaN included).
+    """
+    bounds = [result[k] for k in ("range_reduction_ci_low", "range_reduction_ci_high",
+                                  "mean_rel_degradation_increase_ci_low",
+                                  "mean_rel_degradation_increase_ci_high")]
+    if any(math.isnan(b) for b in bounds):
+        return INCONCLUSIVE
+    rr_low, rr_high, mri_low, mri_high = bounds
+    if rr_low >= min_range_reduction and mri_high < max_mean_increase:
+        return SUPPORTED
+    if rr_high < min_range_reduction or mri_low >= max_mean_increase:
+        return REJECTED
+    return INCONCLUSIVE
+
+
+def min_attainable_p(rule, n: int, permutation_resamples: int) -> float:
+    """The smallest p-value ``rule``'s test can give over ``n`` units, known before it runs."""
+    if rule.kind == "sign_test":
+        return sign_test_min_p(n, rule.direction)
+    if rule.kind == "correlation":
+        return permutation_min_p(n, permutation_resamples, _alternative(rule))
+    raise ValueError(f"hypothesis {rule.id}: kind {rule.kind!r} has no p-value")
+
+
+def _alternative(rule) -> str:
+    return rule.direction if rule.threshold == 0 else "two-sided"
 
 
 def _column(table: pd.DataFrame, name: str, rule_id: str) -> np.ndarray:
     if name not in table.columns:
         raise KeyError(f"hypothesis {rule_id}: metric {name!r} is missing from the analysis table")
     return table[name].to_numpy(dtype=np.float64)
-
-
-MIN_UNITS = 4  # the correlation battery's minimum
 
 
 def _complete_units(table: pd.DataFrame, names: Sequence[str],
@@ -72,63 +139,100 @@ def _complete_units(table: pd.DataFrame, names: Sequence[str],
     return table[defined], [str(unit) for unit in table.index[~defined]]
 
 
+def _not_testable(min_p: float, level: float, n: int, unit: str, alpha: float, m: int) -> str:
+    bound = f"alpha / m = {alpha:g} / {m} = {level:.3g}" if m > 1 else f"alpha = {alpha:g}"
+    return (f"at n = {n} {unit}s the smallest attainable p is {min_p:.3g}, not below {bound}; "
+            "left out of the Holm family")
+
+
+def _correlation(rule, table: pd.DataFrame, left_out: list[str], settings: dict) -> dict:
+    covariates = {c: _column(table, c, rule.id) for c in rule.covariates}
+    result = correlation_battery(
+        _column(table, rule.x, rule.id), _column(table, rule.y, rule.id),
+        [str(u) for u in table.index], covariates or None, method=rule.statistic,
+        n_resamples=settings["permutation_resamples"], n_bootstrap=settings["bootstrap_resamples"],
+        confidence=settings["confidence"], seed=settings["seed"], alternative=_alternative(rule))
+    return {"threshold": rule.threshold, **result.to_dict(), "p": result.permutation_p,
+            **({"left_out": left_out} if left_out else {})}
+
+
+def _sign_test(rule, wins: int, n: int, confidence: float) -> dict:
+    test = sps.binomtest(wins, n, 0.5, alternative=rule.direction)
+    # a two-sided interval, comparable with the correlation CIs
+    ci = sps.binomtest(wins, n, 0.5).proportion_ci(confidence_level=confidence)
+    return {"n": n, "statistic": "share_x_greater", "value": wins / n, "ci_low": ci.low,
+            "ci_high": ci.high, "threshold": 0.5, "p": test.pvalue}
+
+
 def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], sweep_verdicts: list[dict],
                     alpha: float, permutation_resamples: int, bootstrap_resamples: int,
-                    confidence: float, seed: int) -> list[dict]:
-    """One record per hypothesis, in params order, with statistic, CI, Holm-adjusted p, verdict."""
+                    confidence: float, seed: int, holm_family: Sequence[str] | None = None) -> list[dict]:
+    """One record per hypothesis, in params order, with statistic, CI, Holm-adjusted p, verdict.
+
+    ``holm_family``: the pre-registered ids corrected together (None: every test). A test
+    outside it is corrected alone (``p_holm = p``). Each record of a test says ``holm_family``
+    (True/False) and ``min_p``, the smallest p attainable at its n.
+    """
+    family = {r.id for r in rules if r.kind in TESTED_KINDS} if holm_family is None else set(holm_family)
+    settings = {"permutation_resamples": permutation_resamples, "seed": seed,
+                "bootstrap_resamples": bootstrap_resamples, "confidence": confidence}
     by_id = {v["id"]: v for v in sweep_verdicts}
     records: list[dict] = []
     for rule in rules:
         base = {"id": rule.id, "statement": rule.statement, "kind": rule.kind}
         if rule.kind == "not_run":
-            records.append({**base, "verdict": "NOT RUN", "reason": rule.reason})
-        elif rule.kind == "laaciq_vs_aciq":
+            records.append({**base, "verdict": NOT_RUN, "reason": rule.reason})
+            continue
+        if rule.kind == "laaciq_vs_aciq":
             found = by_id.get(rule.id)
             if found is None:
                 raise KeyError(f"hypothesis {rule.id}: no LA-ACIQ comparison was computed for it")
             records.append({**base, "statistic": "range_reduction", "value": found["range_reduction"],
                             "ci_low": found["range_reduction_ci_low"],
                             "ci_high": found["range_reduction_ci_high"],
-                            "mean_rho_increase": found["mean_rho_increase"],
+                            "mean_rel_degradation_increase": found["mean_rel_degradation_increase"],
                             "verdict": found["verdict"]})
-        elif rule.kind == "correlation":
+            continue
+        if rule.kind not in TESTED_KINDS:
+            raise ValueError(f"hypothesis {rule.id}: unknown kind {rule.kind!r}")
+        base |= {"unit": rule.unit, "x": rule.x, "y": rule.y, "direction": rule.direction,
+                 "holm_family": rule.id in family}
+        if rule.kind == "correlation":
             table, left_out = _complete_units(tables[rule.unit], [rule.x, rule.y, *rule.covariates], rule.id)
-            if left_out and len(table) < MIN_UNITS:  # too few once undefined units are left out
-                records.append({**base, "verdict": "NOT RUN", "left_out": left_out,
-                                "reason": f"only {len(table)} {rule.unit}s have every metric of this test "
+            n = len(table)
+            if left_out and n < MIN_UNITS:  # too few once undefined units are left out
+                records.append({**base, "verdict": NOT_RUN, "left_out": left_out,
+                                "reason": f"only {n} {rule.unit}s have every metric of this test "
                                           f"(at least {MIN_UNITS} needed); left out: {left_out}"})
                 continue
-            covariates = {c: _column(table, c, rule.id) for c in rule.covariates}
-            alternative = rule.direction if rule.threshold == 0 else "two-sided"
-            result = correlation_battery(
-                _column(table, rule.x, rule.id), _column(table, rule.y, rule.id),
-                [str(u) for u in table.index], covariates or None, method=rule.statistic,
-                n_resamples=permutation_resamples, n_bootstrap=bootstrap_resamples,
-                confidence=confidence, seed=seed, alternative=alternative)
-            records.append({**base, "unit": rule.unit, "x": rule.x, "y": rule.y,
-                            "threshold": rule.threshold, "direction": rule.direction,
-                            **result.to_dict(), "p": result.permutation_p,
-                            **({"left_out": left_out} if left_out else {})})
-        elif rule.kind == "sign_test":
+        else:
             table = tables[rule.unit]
             x, y = _column(table, rule.x, rule.id), _column(table, rule.y, rule.id)
             wins, n = int((x > y).sum()), int((x != y).sum())  # a sign test drops ties
             if n == 0:
                 raise ValueError(f"hypothesis {rule.id}: every unit is a tie")
-            test = sps.binomtest(wins, n, 0.5, alternative=rule.direction)
-            # a two-sided interval, comparable with the correlation CIs
-            ci = sps.binomtest(wins, n, 0.5).proportion_ci(confidence_level=confidence)
-            records.append({**base, "unit": rule.unit, "x": rule.x, "y": rule.y, "n": n,
-                            "statistic": "share_x_greater", "value": wins / n, "ci_low": ci.low,
-                            "ci_high": ci.high, "threshold": 0.5, "direction": rule.direction,
-                            "p": test.pvalue})
-        else:
-            raise ValueError(f"hypothesis {rule.id}: unknown kind {rule.kind!r}")
-    tested = [r for r in records if "p" in r]
-    if tested:
-        for record, adjusted in zip(tested, holm([r["p"] for r in tested]), strict=True):
-            record["p_holm"] = float(adjusted)
-            record["verdict"] = verdict(record["value"], record["ci_low"], record["ci_high"],
-                                        record["p_holm"], record["threshold"], record["direction"],
-                                        alpha)
+        m = len(family) if rule.id in family else 1
+        min_p = min_attainable_p(rule, n, permutation_resamples)
+        if min_p >= alpha / m:
+            records.append({**base, "n": n, "min_p": min_p, "verdict": NOT_TESTABLE,
+                            "holm_family": False,
+                            "reason": _not_testable(min_p, alpha / m, n, rule.unit, alpha, m)})
+            continue
+        result = (_correlation(rule, table, left_out, settings) if rule.kind == "correlation"
+                  else _sign_test(rule, wins, n, confidence))
+        records.append({**base, **result, "min_p": min_p})
+    _adjust(records, alpha)
     return records
+
+
+def _adjust(records: list[dict], alpha: float) -> None:
+    """Holm-adjust the family's p-values together (others alone) and set the verdicts."""
+    tested = [r for r in records if "p" in r]
+    members = [r for r in tested if r["holm_family"]]
+    if members:
+        for record, adjusted in zip(members, holm([r["p"] for r in members]), strict=True):
+            record["p_holm"] = float(adjusted)
+    for record in tested:
+        record.setdefault("p_holm", float(record["p"]))
+        record["verdict"] = verdict(record["value"], record["ci_low"], record["ci_high"],
+                                    record["p_holm"], record["threshold"], record["direction"], alpha)

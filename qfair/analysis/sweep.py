@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from qfair.analysis.disparity import comparison, disparity, language_rho_ci, threshold_bits
-from qfair.analysis.hypotheses import laaciq_verdict
+from qfair.analysis.ledger import laaciq_verdict
 from qfair.quant.configs import CompressionConfig
 
 

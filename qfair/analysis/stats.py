@@ -9,6 +9,7 @@ baseline BPB). The resampling is done by ``scipy.stats.bootstrap`` and
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from scipy import stats
 Method = Literal["pearson", "spearman"]
 Alternative = Literal["two-sided", "less", "greater"]
 SUPPORTED, REJECTED, INCONCLUSIVE = "SUPPORTED", "REJECTED", "INCONCLUSIVE"
+NOT_TESTABLE, NOT_RUN = "NOT TESTABLE", "NOT RUN"
 _STATISTIC_NAME = {"pearson": "pearson_r", "spearman": "spearman_rho"}
 
 
@@ -293,3 +295,32 @@ def verdict(value: float, ci_low: float, ci_high: float, p_adjusted: float, thre
     if high < 0:
         return REJECTED
     return INCONCLUSIVE
+
+
+def sign_test_min_p(n: int, alternative: Alternative = "greater") -> float:
+    """Smallest p-value an exact binomial sign test over ``n`` untied units can give.
+
+    All ``n`` units on one side: ``0.5**n`` one-sided, twice that (at most 1) two-sided;
+    equal to ``scipy.stats.binomtest(n, n, 0.5, alternative).pvalue``.
+    """
+    _check_choices("pearson", alternative)
+    if n < 1:
+        raise ValueError(f"a sign test needs at least one untied unit, got n={n}")
+    p = 0.5**n
+    return min(1.0, 2 * p) if alternative == "two-sided" else p
+
+
+def permutation_min_p(n: int, n_resamples: int, alternative: Alternative = "greater") -> float:
+    """Smallest p-value of :func:`correlation_battery`'s permutation test over ``n`` units.
+
+    ``scipy.stats.permutation_test`` (pairings) is exact when ``n! <= n_resamples``: the
+    observed pairing is one of ``n!``, so p >= ``1 / n!``; otherwise it is randomized and
+    ``p = (count + 1) / (n_resamples + 1) >= 1 / (n_resamples + 1)``. Two-sided p-values are
+    twice the smaller one-sided value (at most 1). Ties only raise the smallest p.
+    """
+    _check_choices("pearson", alternative)
+    if n < 2 or n_resamples < 1:
+        raise ValueError(f"need n >= 2 and n_resamples >= 1, got n={n}, n_resamples={n_resamples}")
+    count = math.factorial(n)
+    p = 1.0 / count if count <= n_resamples else 1.0 / (n_resamples + 1)
+    return min(1.0, 2 * p) if alternative == "two-sided" else p
