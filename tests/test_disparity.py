@@ -154,6 +154,16 @@ def test_threshold_bits() -> None:
     assert isinstance(threshold_bits(bits, np.array([0.0] * 4), 0.01), int)
 
 
+def test_threshold_bits_needs_every_larger_width_to_pass() -> None:
+    # non-monotone: 3 bits pass, 4 bits fail, 5 and 8 pass; the fewest passing bits (3) is not B*
+    bits = np.array([3, 4, 5, 8])
+    assert threshold_bits(bits, np.array([0.005, 0.02, 0.004, 0.001]), 0.01) == 5
+    assert threshold_bits(bits[::-1], np.array([0.001, 0.004, 0.02, 0.005]), 0.01) == 5  # any order
+    # the largest width fails: no B*, even though smaller widths pass
+    assert threshold_bits(bits, np.array([0.001, 0.002, 0.003, 0.5]), 0.01) is None
+    assert threshold_bits(bits, np.array([0.001, 0.002, 0.003, np.nan]), 0.01) is None  # NaN fails
+
+
 def _laaciq(rr: float, rr_low: float, rr_high: float, mri: float, mri_low: float,
             mri_high: float) -> dict[str, float]:
     return {"range_reduction": rr, "range_reduction_ci_low": rr_low, "range_reduction_ci_high": rr_high,

@@ -130,7 +130,17 @@ def comparison(fp: np.ndarray, q_treatment: np.ndarray, q_baseline: np.ndarray, 
             "mean_rho_increase_ci_low": float(low[1]), "mean_rho_increase_ci_high": float(high[1])}
 
 
-def threshold_bits(bits: np.ndarray, rho: np.ndarray, tau: float) -> int | None:
-    """``B*``: the fewest bits whose ``rho <= tau`` (None when no tested width qualifies)."""
-    ok = [int(b) for b, r in zip(bits, rho, strict=True) if r <= tau]
-    return min(ok) if ok else None
+def threshold_bits(bits: np.ndarray, rel_degradation: np.ndarray, tau: float) -> int | None:
+    """``B*``: the smallest tested width from which every larger tested width also passes.
+
+    A width passes when its relative degradation is at most ``tau``. ``B*`` is the smallest
+    width ``b`` such that all tested widths ``>= b`` pass; a passing width below a failing one
+    (a non-monotone curve) does not count. None when the largest width fails (or none was tested).
+    """
+    pairs = sorted(zip((int(b) for b in bits), rel_degradation, strict=True), reverse=True)
+    b_star = None
+    for width, value in pairs:  # from the largest width down, until the first failure
+        if not value <= tau:  # NaN fails
+            break
+        b_star = width
+    return b_star

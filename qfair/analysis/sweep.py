@@ -19,6 +19,16 @@ def nll_matrix(items: pd.DataFrame, config: str, languages: list[str]) -> np.nda
     return np.stack(rows)
 
 
+def granularity_label(config: CompressionConfig) -> str:
+    """The ``granularity`` column: tensor, channel, ``group<size>`` (e.g. group128), or empty.
+
+    Group configs carry their size, so B* and the disparity-vs-bits curves never mix sizes.
+    """
+    if config.granularity == "group":
+        return f"group{config.group_size}"
+    return config.granularity or ""
+
+
 def per_language_table(items: pd.DataFrame, configs: list[CompressionConfig], languages: list[str],
                        resource_level: dict[str, float], resamples: int, confidence: float,
                        seed: int, method: str = "BCa") -> pd.DataFrame:
@@ -31,7 +41,7 @@ def per_language_table(items: pd.DataFrame, configs: list[CompressionConfig], la
             low, high = language_rho_ci(fp[index], q[index], resamples, confidence, seed, method)
             rows.append({
                 "config": config.name, "method": config.method, "bits": config.bits or 0,
-                "granularity": config.granularity or "", "language": lang,
+                "granularity": granularity_label(config), "language": lang,
                 "resource_level": resource_level[lang], "nll_fp": fp[index].sum(),
                 "nll_q": q[index].sum(), "rho": q[index].sum() / fp[index].sum() - 1,
                 "rho_ci_low": low, "rho_ci_high": high,
@@ -51,7 +61,7 @@ def disparity_table(items: pd.DataFrame, configs: list[CompressionConfig], langu
         rho = q.sum(axis=1) / fp.sum(axis=1) - 1
         stats = disparity(fp, q, levels, resamples, confidence, seed, method)
         rows.append({"config": config.name, "method": config.method, "bits": config.bits or 0,
-                     "granularity": config.granularity or "",
+                     "granularity": granularity_label(config),
                      "worst_language": languages[int(np.argmax(rho))], **stats})
     return pd.DataFrame(rows)
 

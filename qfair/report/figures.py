@@ -15,7 +15,7 @@ from qfair.report.style import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, new_figure
 
 COMPONENT_ORDER = ["attn_qkv", "attn_o", "mlp_up", "mlp_down"]
 COMPONENT_LABELS = {"attn_qkv": "attn QKV", "attn_o": "attn out", "mlp_up": "MLP up", "mlp_down": "MLP down"}
-GRANULARITY_LABELS = {"tensor": "per tensor", "channel": "per channel", "group": "group 128"}
+GRANULARITY_LABELS = {"tensor": "per tensor", "channel": "per channel"}  # group<N>: "group N"
 
 
 def not_produced(what: str, profile: str, reason: str = "") -> Figure:
@@ -83,7 +83,7 @@ def disparity_vs_bits(disparity: pd.DataFrame, confidence: float) -> Figure:
     figure, (left, right) = new_figure(PAGE_WIDTH, 2.3, ncols=2)
     for color, (granularity, group) in zip(PALETTE, rtn.groupby("granularity", sort=False), strict=False):
         group = group.sort_values("bits")
-        label = GRANULARITY_LABELS.get(granularity, granularity)
+        label = GRANULARITY_LABELS.get(granularity, granularity.replace("group", "group "))
         for axes, column in ((left, "range"), (right, "mean")):
             axes.plot(group["bits"], group[column], marker="o", color=color, label=label)
             axes.fill_between(

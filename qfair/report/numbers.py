@@ -21,7 +21,7 @@ from qfair.report.latex import ABSENT, escape, fmt, fmt_ci, fmt_int, fmt_pct, fm
 from qfair.report.results import Results
 from qfair.report.tables import CLIPPING_CONFIGS, HEADLINE_CONFIGS
 
-VERDICTS = ("SUPPORTED", "REJECTED", "INCONCLUSIVE", "NOT RUN")
+VERDICTS = ("SUPPORTED", "REJECTED", "INCONCLUSIVE", "NOT TESTABLE", "NOT RUN")
 # Keys _hypotheses writes for a hypothesis that ran, by kind (those of absent ones become ABSENT).
 HYPOTHESIS_FIELDS = {
     "correlation": ("value", "sign", "ci", "p", "p-holm", "partial-r", "partial-p", "pearson-r",
@@ -40,6 +40,10 @@ def _hypotheses(results: Results) -> dict[str, str]:
     for row in results.ledger["hypotheses"]:
         key = f"hyp/{row['id']}"
         numbers[f"{key}/verdict"] = escape(row["verdict"])
+        if row.get("min_p") is not None:
+            numbers[f"{key}/min-p"] = fmt_sig(row["min_p"])
+        if row["verdict"] == "NOT TESTABLE":
+            numbers[f"{key}/reason"] = escape(row["reason"])
         if row["kind"] == "not_run" or row.get("value") is None:  # not run: no estimate
             continue
         numbers[f"{key}/value"] = fmt(row["value"])
@@ -63,8 +67,9 @@ def _hypotheses(results: Results) -> dict[str, str]:
     for verdict in VERDICTS:
         numbers[f"count/{verdict.lower().replace(' ', '-')}"] = str(verdicts.count(verdict))
     numbers["count/hypotheses"] = str(len(verdicts))
-    tested = [row for row in results.ledger["hypotheses"] if row.get("p_holm") is not None]
-    numbers["count/holm-family"] = str(len(tested))
+    family = [row for row in results.ledger["hypotheses"]
+              if row.get("p_holm") is not None and row.get("holm_family", True)]
+    numbers["count/holm-family"] = str(len(family))
     return numbers
 
 
@@ -215,6 +220,20 @@ def _rules(params: Params) -> dict[str, str]:
     return numbers
 
 
+def range_change(reduction: float, target: float) -> str:
+    """A clause for a relative range reduction short of ``target``, worded by its sign.
+
+    ``0.032`` -> "narrows the range by only 3.2%, less than the pre-registered 20%";
+    ``-0.032`` -> "widens the range by 3.2% instead of narrowing it by the pre-registered 20%".
+    """
+    goal = f"the pre-registered {fmt_pct(target, 0)}"
+    if reduction > 0:
+        return f"narrows the range by only {fmt_pct(reduction)}, less than {goal}"
+    if reduction < 0:
+        return f"widens the range by {fmt_pct(-reduction)} instead of narrowing it by {goal}"
+    return f"leaves the range unchanged instead of narrowing it by {goal}"
+
+
 def _narrative(results: Results, params: Params) -> dict[str, str]:
     """Sentences whose wording depends on verdicts, so the prose cannot contradict the ledger.
 
@@ -240,9 +259,9 @@ def _narrative(results: Results, params: Params) -> dict[str, str]:
         clipping = "language-aware clipping narrows the disparity as pre-registered"
     elif oracle_gain is not None and oracle_gain < rule.min_range_reduction:
         clipping = (
-            "the per-language oracle shows why: even clipping tuned for each language alone narrows "
-            f"the range by only {fmt_pct(oracle_gain)}, less than the pre-registered "
-            f"{fmt_pct(rule.min_range_reduction, 0)}, so the disparity is not caused by the clipping range"
+            "the per-language oracle shows why: even clipping tuned for each language alone "
+            f"{range_change(oracle_gain, rule.min_range_reduction)}, "
+            "so the disparity is not caused by the clipping range"
         )
     else:
         clipping = (
@@ -320,6 +339,12 @@ def _profile_text(results: Results, params: Params) -> dict[str, str]:
             r"The \qfnum{set/profile} profile has no training checkpoints, so kurtosis over training "
             r"(Figure~\ref{fig:kurtosis_over_training}) is not measured and EXP-027 is "
             r"\textsc{\qfnum{hyp/EXP-027/verdict}}."
+        )
+    elif any(r["id"] == "EXP-027" and r["verdict"] == "NOT TESTABLE" for r in results.ledger["hypotheses"]):
+        kurtosis = (
+            r"Kurtosis grows over the \qfnum{census/checkpoints} checkpoints from "
+            r"\qfnum{census/first-checkpoint-kurtosis} (Figure~\ref{fig:kurtosis_over_training}); with so "
+            r"few checkpoints, EXP-027 is \textsc{not testable}: \qfnum{hyp/EXP-027/reason}."
         )
     else:
         kurtosis = (
