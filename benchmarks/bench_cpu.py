@@ -25,7 +25,7 @@ from qfair.quant.apply import WeightSnapshot, apply_in_place, target_linears
 from qfair.quant.configs import parse_config
 
 MODEL = Path("models/embedded/final")
-CONFIGS = ["rtn-w4-ch-sym", "aciq-laplace-w4-ch", "rtn-w3-g128-sym", "prune-magnitude-50"]
+CONFIGS = ["rtn-w4-ch-sym", "aciq-laplace-w4-ch", "rtn-w3-g128-sym", "prune-magnitude-tensor-50"]
 
 
 def timed(fn):

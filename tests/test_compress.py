@@ -142,7 +142,8 @@ def _calibration(model, tokenizer, corpus) -> Calibration:
 
 @pytest.mark.parametrize("name", ["rtn-w4-ch-sym", "rtn-w3-tensor-sym", "rtn-w4-g32-asym",
                                   "aciq-laplace-w4-ch", "mse-w3-ch", "laaciq-minimax-w3-ch",
-                                  "prune-magnitude-50", "prune-wanda-50"])
+                                  "prune-magnitude-tensor-50", "prune-magnitude-global-50",
+                                  "prune-wanda-50"])
 def test_configs_change_weights_and_keep_shapes(name, bloom64, snapshot, tiny_tokenizer,
                                                 tiny_corpus) -> None:
     config = parse_config(name)

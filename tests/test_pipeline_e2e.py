@@ -39,7 +39,7 @@ SWEEP = ["rtn-w8-ch-sym", "rtn-w4-tensor-sym", "rtn-w4-ch-sym", "rtn-w3-ch-sym",
          "rtn-w4-g128-sym", "rtn-w3-g16-asym",
          "aciq-laplace-w4-ch", "aciq-mix-w4-ch", "mse-w4-ch", "laaciq-uniform-w4-ch",
          "laaciq-minimax-w4-ch", "oracle-w4-ch", "bnb-int8", "bnb-nf4", "prune-wanda-50",
-         "prune-magnitude-30"]
+         "prune-magnitude-tensor-30"]
 # Outputs and caches of the live repository, never copied.
 NOT_COPIED = ("data/", "models/", "results/", "metrics/", ".dvc/cache/", ".dvc/tmp/", ".venv/",
               ".git/")

@@ -58,8 +58,10 @@ def test_every_config_of_params_parses(raw) -> None:
     ("bnb-fp4", CompressionConfig("bnb-fp4", "bnb", 4, bnb_type="fp4", double_quant=False)),
     ("bnb-int8", CompressionConfig("bnb-int8", "bnb", 8, bnb_type="int8")),
     ("prune-wanda-50", CompressionConfig("prune-wanda-50", "prune", prior="wanda", sparsity=0.5)),
-    ("prune-magnitude-0", CompressionConfig("prune-magnitude-0", "prune", prior="magnitude",
-                                            sparsity=0.0)),
+    ("prune-magnitude-tensor-0", CompressionConfig("prune-magnitude-tensor-0", "prune",
+                                                   granularity="tensor", prior="magnitude", sparsity=0.0)),
+    ("prune-magnitude-global-30", CompressionConfig("prune-magnitude-global-30", "prune",
+                                                    granularity="global", prior="magnitude", sparsity=0.3)),
 ])
 def test_specific_parses(name: str, expected: CompressionConfig) -> None:
     assert parse_config(name) == expected
@@ -106,9 +108,15 @@ def test_bits_out_of_range(name: str) -> None:
 
 def test_sparsity_out_of_range() -> None:
     with pytest.raises(ValueError, match="sparsity") as info:
-        parse_config("prune-magnitude-100")
-    assert "prune-magnitude-100" in str(info.value)
-    assert parse_config("prune-magnitude-99").sparsity == pytest.approx(0.99)
+        parse_config("prune-magnitude-tensor-100")
+    assert "prune-magnitude-tensor-100" in str(info.value)
+    assert parse_config("prune-magnitude-global-99").sparsity == pytest.approx(0.99)
+
+
+def test_magnitude_pruning_must_name_its_scope() -> None:
+    with pytest.raises(ValueError, match="scope") as info:
+        parse_config("prune-magnitude-50")
+    assert "prune-magnitude-tensor-50" in str(info.value) and "prune-magnitude-global-50" in str(info.value)
 
 
 def test_int8_double_quant_is_an_error() -> None:

@@ -25,6 +25,7 @@ from qfair.quant import (
     optimal_clip,
     optimal_clip_ratio,
     prune_magnitude,
+    prune_magnitude_global,
     prune_wanda,
     quantize_rtn,
     rounding_noise,
@@ -382,6 +383,29 @@ def test_wanda_with_uniform_norms_is_per_row_magnitude(wspec, sparsity, c):
     w = sample(dist, shape, seed, dtype)
     per_row = torch.cat([prune_magnitude(row[None], sparsity) for row in w])
     assert torch.equal(prune_wanda(w, torch.full((shape[1],), c), sparsity), per_row)
+
+
+def test_global_magnitude_pruning_uses_one_threshold_for_all_tensors():
+    small = torch.tensor([[0.1, -0.2], [0.3, 0.4]])
+    large = torch.tensor([[5.0, -6.0, 7.0], [8.0, 9.0, 10.0]])
+    pruned = prune_magnitude_global({"a": small, "b": large}, 0.4)  # round(0.4 * 10) = 4 entries
+    assert torch.equal(pruned["a"], torch.zeros(2, 2))  # the small tensor loses everything
+    assert torch.equal(pruned["b"], large)  # the large one nothing
+    per_tensor = prune_magnitude(small, 0.4), prune_magnitude(large, 0.4)
+    assert int((per_tensor[0] == 0).sum()) == 2 and int((per_tensor[1] == 0).sum()) == 2
+    assert prune_magnitude_global({}, 0.5) == {}
+
+
+@settings(max_examples=25, deadline=None)
+@given(weights_st, st.floats(0.0, 0.99))
+def test_global_magnitude_pruning_hits_sparsity_and_of_one_tensor_is_per_tensor(wspec, sparsity):
+    dist, shape, seed, dtype = wspec
+    w = sample(dist, shape, seed, dtype)
+    v = sample("laplace", shape, seed + 1, dtype)
+    assert torch.equal(prune_magnitude_global({"w": w}, sparsity)["w"], prune_magnitude(w, sparsity))
+    both = prune_magnitude_global({"w": w, "v": v}, sparsity)
+    assert sum(int((t == 0).sum()) for t in both.values()) == round(sparsity * 2 * w.numel())
+    assert both["w"].dtype == w.dtype and both["v"].shape == v.shape
 
 
 def test_pruning_ties_norms_and_validation():

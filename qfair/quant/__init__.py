@@ -21,7 +21,7 @@ from qfair.quant.laaciq import (
     laaciq_clip,
     language_curves,
 )
-from qfair.quant.prune import prune_magnitude, prune_wanda
+from qfair.quant.prune import prune_magnitude, prune_magnitude_global, prune_wanda
 from qfair.quant.rtn import quantize_rtn
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "optimal_clip",
     "optimal_clip_ratio",
     "prune_magnitude",
+    "prune_magnitude_global",
     "prune_wanda",
     "quantize_rtn",
     "rounding_noise",

@@ -20,7 +20,7 @@ from qfair.eval import model_device, padded_batches
 from qfair.quant.aciq import aciq_clip, mse_grid_clip
 from qfair.quant.configs import CompressionConfig
 from qfair.quant.laaciq import laaciq_clip
-from qfair.quant.prune import prune_magnitude, prune_wanda
+from qfair.quant.prune import prune_magnitude, prune_magnitude_global, prune_wanda
 from qfair.quant.rtn import quantize_rtn
 
 
@@ -111,6 +111,8 @@ def compress_weight(weight: torch.Tensor, config: CompressionConfig,
         return quantize_rtn(weight, bits, "channel", clip=clip)
     if method == "prune":
         if config.prior == "magnitude":
+            if config.granularity == "global":
+                raise ValueError(f"config {config.name!r} prunes all tensors together: use apply_in_place")
             return prune_magnitude(weight, config.sparsity)
         return prune_wanda(weight, input_norm, config.sparsity)
     raise ValueError(f"config {config.name!r}: method {method!r} is not a fake-quant method")
@@ -127,6 +129,12 @@ def apply_in_place(snapshot: WeightSnapshot, config: CompressionConfig,
     ``moments[name]`` is ``[languages, in_features]`` for LA-ACIQ; ``input_norms[name]`` is
     ``||x_j||`` over the calibration tokens for Wanda.
     """
+    if config.method == "prune" and config.granularity == "global":  # one threshold for all tensors
+        pruned = prune_magnitude_global({name: snapshot.weights[name] for name in snapshot.linears},
+                                        config.sparsity)
+        for name, lin in snapshot.linears.items():
+            lin.weight.copy_(pruned[name])
+        return
     for name, lin in snapshot.linears.items():
         original = snapshot.weights[name]
         new = compress_weight(original, config,

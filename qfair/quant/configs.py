@@ -11,7 +11,8 @@ Names:
     laaciq-{uniform|resource|minimax|english}-w{b}-ch   LA-ACIQ (ours), per-channel clip
     oracle-w{b}-ch                                LA-ACIQ calibrated per language, one model each
     bnb-{int8|nf4|fp4}[-dq]                       bitsandbytes (real quantization)
-    prune-{magnitude|wanda}-{percent}             unstructured pruning
+    prune-magnitude-{tensor|global}-{percent}     magnitude pruning, per tensor or over all tensors
+    prune-wanda-{percent}                         Wanda pruning (per output row)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class CompressionConfig:
     name: str
     method: str  # rtn | aciq | mse | laaciq | oracle | bnb | prune
     bits: int | None = None
-    granularity: str | None = None  # tensor | channel | group
+    granularity: str | None = None  # tensor | channel | group; magnitude pruning: tensor | global
     group_size: int | None = None
     symmetric: bool = True
     prior: str | None = None  # ACIQ prior
@@ -113,12 +114,27 @@ def _bnb(name: str, m: re.Match[str]) -> CompressionConfig:
     return CompressionConfig(name, "bnb", bits, bnb_type=m[1], double_quant=bool(m[2]))
 
 
-@register(r"prune-(magnitude|wanda)-(\d+)")
-def _prune(name: str, m: re.Match[str]) -> CompressionConfig:
-    sparsity = _number(m[2], "sparsity percent") / 100
+def _sparsity(text: str) -> float:
+    sparsity = _number(text, "sparsity percent") / 100
     if not 0 <= sparsity < 1:
         raise ValueError(f"sparsity {sparsity} outside [0, 1)")
-    return CompressionConfig(name, "prune", prior=m[1], sparsity=sparsity)
+    return sparsity
+
+
+@register(r"prune-magnitude-(tensor|global)-(\d+)")
+def _prune_magnitude(name: str, m: re.Match[str]) -> CompressionConfig:
+    return CompressionConfig(name, "prune", granularity=m[1], prior="magnitude", sparsity=_sparsity(m[2]))
+
+
+@register(r"prune-magnitude-(\d+)")
+def _prune_magnitude_unscoped(name: str, m: re.Match[str]) -> CompressionConfig:
+    raise ValueError(f"name the scope of magnitude pruning: prune-magnitude-tensor-{m[1]} (each tensor "
+                     f"loses the same share) or prune-magnitude-global-{m[1]} (one threshold for all tensors)")
+
+
+@register(r"prune-wanda-(\d+)")
+def _prune_wanda(name: str, m: re.Match[str]) -> CompressionConfig:
+    return CompressionConfig(name, "prune", prior="wanda", sparsity=_sparsity(m[1]))
 
 
 def parse_config(name: str) -> CompressionConfig:

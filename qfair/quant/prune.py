@@ -1,8 +1,11 @@
-"""Unstructured pruning: global magnitude pruning and Wanda (Sun, Liu, Bair & Kolter, 2023).
+"""Unstructured pruning: magnitude pruning (per tensor or global) and Wanda (Sun et al., 2023).
 
-Each pruning unit (the whole tensor for magnitude pruning, one output row for Wanda) loses
-exactly ``k = round(sparsity * n)`` entries, ``n`` being the unit's size (Python ``round``,
-i.e. ties to even).  The ``k`` entries with the lowest score are zeroed; equal scores are broken
+Each pruning unit loses exactly ``k = round(sparsity * n)`` entries, ``n`` being the unit's size
+(Python ``round``, i.e. ties to even). The unit is one tensor for per-tensor magnitude pruning
+(:func:`prune_magnitude`, configs ``prune-magnitude-tensor-<percent>``), all pruned tensors
+together for global magnitude pruning (:func:`prune_magnitude_global`, configs
+``prune-magnitude-global-<percent>``: one threshold for the whole model, so tensors end up with
+different sparsities), and one output row for Wanda.  The ``k`` entries with the lowest score are zeroed; equal scores are broken
 by position (a stable sort, lower flat index pruned first) so results are deterministic.  Entries
 that are already zero have the lowest score and are counted among the ``k``; the output can hold
 more than ``k`` zeros only if the input already had more.  Zeroed entries are exact ``+0.0``.
@@ -11,6 +14,7 @@ more than ``k`` zeros only if the input already had more.  Zeroed entries are ex
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 
 import torch
 
@@ -46,6 +50,31 @@ def prune_magnitude(w: torch.Tensor, sparsity: float) -> torch.Tensor:
     flat = w.reshape(1, -1)
     k = round(sparsity * flat.shape[1])
     return _prune_lowest(flat, flat.abs(), k).reshape(w.shape)
+
+
+def prune_magnitude_global(weights: Mapping[str, torch.Tensor],
+                           sparsity: float) -> dict[str, torch.Tensor]:
+    """Zero the ``round(sparsity * N)`` smallest-magnitude entries over all tensors together.
+
+    ``N`` is the total number of entries. Magnitudes are compared in float64 across tensors;
+    ties are broken by position in the concatenation of the tensors in ``weights`` order. Returns
+    new tensors with the shapes and dtypes of the inputs, under the same names.
+    """
+    sparsity = check_sparsity(sparsity)
+    for name, w in weights.items():
+        if not isinstance(w, torch.Tensor) or not w.is_floating_point():
+            raise ValueError(f"{name}: w must be a floating-point tensor")
+    if not weights:
+        return {}
+    flat = torch.cat([w.detach().reshape(-1).to("cpu", torch.float64) for w in weights.values()])
+    k = round(sparsity * flat.numel())
+    keep = _prune_lowest(torch.ones_like(flat).reshape(1, -1), flat.abs().reshape(1, -1), k)[0] != 0
+    out, start = {}, 0
+    for name, w in weights.items():
+        mask = keep[start:start + w.numel()].reshape(w.shape).to(w.device)
+        out[name] = torch.where(mask, w, torch.zeros_like(w))
+        start += w.numel()
+    return out
 
 
 def prune_wanda(w: torch.Tensor, input_norm: torch.Tensor, sparsity: float) -> torch.Tensor:

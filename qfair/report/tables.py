@@ -18,7 +18,7 @@ HEADLINE_CONFIGS = [
     "bnb-int8",
     "bnb-nf4",
     "bnb-fp4",
-    "prune-magnitude-50",
+    "prune-magnitude-tensor-50",
     "prune-wanda-50",
 ]
 CLIPPING_CONFIGS = [
