@@ -10,7 +10,7 @@ GPU). Then, all on the GPU:
   ``torchrun`` the NCCL path: batches dealt to ranks, NLLs gathered in order), checked equal to
   the one-process ``qfair.eval.score_items``, and compared with a float32 load of the same model;
 * the RTN + bitsandbytes sweep (``qfair.quant.sweep.calibrate`` and ``run_sweep``);
-* per-language bits per byte and rho with paired-bootstrap CIs, written to ``--out``.
+* per-language bits per byte and relative degradation with paired-bootstrap CIs, written to ``--out``.
 
     torchrun --standalone --nproc-per-node 1 benchmarks/train_gpu.py --out $OUT
     python benchmarks/train_gpu.py --smoke        # tiny model, a few steps; CPU or GPU
@@ -209,22 +209,23 @@ def main() -> None:
     per_language = per_language.merge(bpb, on=["config", "language"])
     fp_bpb = bpb[bpb["config"] == "fp"].set_index("language")["bits_per_byte"]
     per_language["bits_per_byte_fp"] = per_language["language"].map(fp_bpb)
-    columns = ["config", "language", "resource_level", "bits_per_byte_fp", "bits_per_byte", "rho",
-               "rho_ci_low", "rho_ci_high"]
+    columns = ["config", "language", "resource_level", "bits_per_byte_fp", "bits_per_byte", "rel_degradation",
+               "rel_degradation_ci_low", "rel_degradation_ci_high"]
     per_language[columns].to_csv(args.out / "sweep_per_language.csv", index=False)
     disparity = disparity_table(sweep, configs, languages, level, **BOOTSTRAP)
     disparity.to_csv(args.out / "sweep_disparity.csv", index=False)
     report["sweep"] = {"configs": SWEEP_CONFIGS, "languages": len(languages),
                        "items_per_language": len(next(iter(test.values()))), "seconds": t_sweep,
-                       "mean_rho": per_language.groupby("config")["rho"].mean().round(5).to_dict(),
+                       "mean_rel_degradation":
+                           per_language.groupby("config")["rel_degradation"].mean().round(5).to_dict(),
                        "range": disparity.set_index("config")["range"].round(5).to_dict()}
     print(f"[sweep] {len(configs)} configs x {len(languages)} languages on {device}: {t_sweep:.1f} s "
           "(calibration, full precision and every config)", flush=True)
     print(disparity[["config", "range", "mean", "worst_language"]].to_string(index=False), flush=True)
     (args.out / "train_gpu.json").write_text(json.dumps(report, indent=2, default=str))
     distributed.teardown()
-    if not all(math.isfinite(v) for v in report["sweep"]["mean_rho"].values()):
-        raise SystemExit("non-finite rho")
+    if not all(math.isfinite(v) for v in report["sweep"]["mean_rel_degradation"].values()):
+        raise SystemExit("non-finite relative degradation")
 
 
 if __name__ == "__main__":

@@ -241,7 +241,7 @@ class LaaciqRule(Strict):
     treatment: str
     baseline: str
     min_range_reduction: float = Field(gt=0, lt=1)
-    max_mean_rho_increase: float = Field(gt=0)
+    max_mean_rel_degradation_increase: float = Field(gt=0)
 
 
 class CorrelationRule(Strict):
@@ -363,12 +363,12 @@ class Params(Strict):
     def _rules_name_known_things(self) -> Params:
         from qfair.analysis.ledger import check_family, check_metric
 
-        problem = check_family(self.analysis.holm_family, self.hypotheses)
-        if problem:
-            raise _KeyedError("analysis.holm_family", problem)
         repeated = _duplicates([rule.id for rule in self.hypotheses])
         if repeated:
             raise _KeyedError("hypotheses", f"ids must be unique; listed more than once: {repeated}")
+        problem = check_family(self.analysis.holm_family, self.hypotheses)
+        if problem:
+            raise _KeyedError("analysis.holm_family", problem)
         for index, rule in enumerate(self.hypotheses):
             if isinstance(rule, LaaciqRule):
                 for field in ("treatment", "baseline"):

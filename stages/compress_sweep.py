@@ -110,7 +110,8 @@ def main() -> None:
     write_csv(OUT / "plots/disparity_vs_bits.csv", rtn_channel[["bits", "range", "worst", "mean"]])
     channel = per_language[per_language["config"].str.match(r"rtn-w\d-ch-sym$")]
     write_csv(OUT / "plots/degradation_vs_bits.csv",
-              channel[["language", "bits", "rho", "rho_ci_low", "rho_ci_high"]])
+              channel[["language", "bits", "rel_degradation", "rel_degradation_ci_low",
+                       "rel_degradation_ci_high"]])
 
     metrics = {
         "languages": len(languages), "items_per_language": len(next(iter(texts.values()))),

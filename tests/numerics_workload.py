@@ -21,12 +21,12 @@ portable_numerics()  # before torch loads, as `python -m qfair.stage` does
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from qfair.analysis.stats import correlation_battery  # noqa: E402
 from qfair.determinism import deterministic_cpu  # noqa: E402
 from qfair.eval import TokenItems, bits_per_byte_ci, length_sorted_batches, score_token_batches  # noqa: E402
 from qfair.models import build_bloom  # noqa: E402
 from qfair.quant.apply import WeightSnapshot, apply_in_place, target_linears  # noqa: E402
 from qfair.quant.configs import parse_config  # noqa: E402
-from qfair.analysis.stats import correlation_battery  # noqa: E402
 from qfair.train import TrainConfig, train  # noqa: E402
 
 VOCAB, LANGUAGES, ITEMS = 256, ["a", "b", "c", "d", "e"], 24
@@ -73,14 +73,14 @@ def main() -> None:
     out["nll_full"] = digest(*full.values())
     out["nll_rtn_w4"] = digest(*quantized.values())
     n_bytes = {lang: np.array([len(ids) for ids in items[lang]], dtype=np.int64) for lang in LANGUAGES}
-    rho = np.array([quantized[lang].sum() / full[lang].sum() - 1 for lang in LANGUAGES])
+    rel = np.array([quantized[lang].sum() / full[lang].sum() - 1 for lang in LANGUAGES])
     cis = [bits_per_byte_ci(full[lang], n_bytes[lang], 200, 0.95, "BCa", 7) for lang in LANGUAGES]
-    battery = correlation_battery(np.log(np.arange(1, 6) * 1.7), rho, LANGUAGES, n_resamples=99,
+    battery = correlation_battery(np.log(np.arange(1, 6) * 1.7), rel, LANGUAGES, n_resamples=99,
                                   n_bootstrap=199, seed=11)
-    out["rho"] = digest(rho)
+    out["rel_degradation"] = digest(rel)
     out["ci"] = digest(np.array(cis))
     out["battery"] = digest(np.array([v for v in vars(battery).values() if isinstance(v, float)]))
-    out["numpy_exp_log"] = digest(np.exp(rho * 50), np.log1p(np.abs(rho)), np.tanh(rho * 9))
+    out["numpy_exp_log"] = digest(np.exp(rel * 50), np.log1p(np.abs(rel)), np.tanh(rel * 9))
     out["aten_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     json.dump(out, sys.stdout)
 

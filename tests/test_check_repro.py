@@ -25,7 +25,7 @@ def _repo(tmp_path: Path) -> Path:
     git("config", "user.email", "t@example.org")
     git("config", "user.name", "t")
     (tmp_path / "results").mkdir()
-    (tmp_path / "results/table.csv").write_text("language,rho\nen,0.10\nfr,0.20\n")
+    (tmp_path / "results/table.csv").write_text("language,rel_degradation\nen,0.10\nfr,0.20\n")
     (tmp_path / "results/hypotheses.json").write_text(json.dumps(
         {"hypotheses": [{"id": "EXP-001", "value": -0.37, "verdict": "INCONCLUSIVE"}]}))
     (tmp_path / "results/timings").mkdir()
@@ -49,7 +49,7 @@ def test_identical_when_only_wall_times_differ(tmp_path, capsys):
 
 def test_names_changed_files_their_largest_change_and_verdicts(tmp_path, monkeypatch, capsys):
     root = _repo(tmp_path)
-    (root / "results/table.csv").write_text("language,rho\nen,0.10\nfr,0.25\n")
+    (root / "results/table.csv").write_text("language,rel_degradation\nen,0.10\nfr,0.25\n")
     (root / "results/hypotheses.json").write_text(json.dumps(
         {"hypotheses": [{"id": "EXP-001", "value": -0.5, "verdict": "SUPPORTED"}]}))
     (root / "dvc.lock").write_text(_lock({"results/table.csv": "a2", "results/hypotheses.json": "b2",
@@ -57,7 +57,7 @@ def test_names_changed_files_their_largest_change_and_verdicts(tmp_path, monkeyp
     result = check_repro.compare(root)
     text = check_repro.report(result)
     assert not result.identical
-    assert "results/table.csv: largest change rho[1]: 0.2 -> 0.25" in text
+    assert "results/table.csv: largest change rel_degradation[1]: 0.2 -> 0.25" in text
     assert "models/final: hash d1 -> d2" in text  # DVC-cached: only its hash is committed
     assert "EXP-001: INCONCLUSIVE -> SUPPORTED" in text
     monkeypatch.chdir(root)

@@ -12,8 +12,8 @@ from qfair.analysis.disparity import (
     comparison,
     disparity,
     disparity_statistics,
-    language_rho_ci,
-    rho_matrix,
+    language_rel_degradation_ci,
+    rel_degradation_matrix,
     terciles,
     threshold_bits,
 )
@@ -32,19 +32,19 @@ def _noisy(seed: int, n_lang: int = 4, n_items: int = 12) -> tuple[np.ndarray, n
     return fp, fp * factor
 
 
-def _rho_by_hand(fp: np.ndarray, q: np.ndarray) -> list[float]:
+def _rel_by_hand(fp: np.ndarray, q: np.ndarray) -> list[float]:
     return [sum(q[lang]) / sum(fp[lang]) - 1 for lang in range(fp.shape[0])]
 
 
-# --- rho and the point estimates ---------------------------------------------------------------
+# --- rel and the point estimates ---------------------------------------------------------------
 
 
-def test_rho_matrix_hand_case() -> None:
+def test_rel_degradation_matrix_hand_case() -> None:
     fp = np.array([[1.0, 2.0, 3.0], [4.0, 4.0, 2.0]])
     q = np.array([[2.0, 2.0, 5.0], [5.0, 4.0, 1.0]])
-    np.testing.assert_allclose(rho_matrix(fp, q), [9 / 6 - 1, 10 / 10 - 1])
+    np.testing.assert_allclose(rel_degradation_matrix(fp, q), [9 / 6 - 1, 10 / 10 - 1])
     # the items axis can be any axis
-    np.testing.assert_allclose(rho_matrix(fp.T, q.T, axis=0), [0.5, 0.0])
+    np.testing.assert_allclose(rel_degradation_matrix(fp.T, q.T, axis=0), [0.5, 0.0])
 
 
 def test_terciles() -> None:
@@ -58,14 +58,14 @@ def test_terciles() -> None:
 def test_disparity_point_estimates_by_hand() -> None:
     fp, q = _noisy(0, n_lang=4)
     levels = np.array([0.5, 3.0, 1.0, 2.0])  # bottom third: language 0; top third: language 1
-    rho = _rho_by_hand(fp, q)
+    rel = _rel_by_hand(fp, q)
     out = disparity(fp, q, levels, RESAMPLES, 0.9, seed=1)
-    assert out["range"] == pytest.approx(max(rho) - min(rho))
-    assert out["worst"] == pytest.approx(max(rho))
-    assert out["mean"] == pytest.approx(sum(rho) / 4)
-    assert out["tercile_ratio"] == pytest.approx(rho[0] / rho[1])
+    assert out["range"] == pytest.approx(max(rel) - min(rel))
+    assert out["worst"] == pytest.approx(max(rel))
+    assert out["mean"] == pytest.approx(sum(rel) / 4)
+    assert out["tercile_ratio"] == pytest.approx(rel[0] / rel[1])
     # worst is language 3 (largest degradation by construction), so the ratio is below 1
-    assert max(rho) == rho[3] and out["tercile_ratio"] < 1
+    assert max(rel) == rel[3] and out["tercile_ratio"] < 1
     for name in ("range", "worst", "mean", "tercile_ratio"):
         assert out[f"{name}_ci_low"] <= out[f"{name}_ci_high"], name
         assert np.isfinite(out[f"{name}_ci_low"]) and np.isfinite(out[f"{name}_ci_high"]), name
@@ -74,9 +74,9 @@ def test_disparity_point_estimates_by_hand() -> None:
 
 
 def test_disparity_statistics_stack_the_four_statistics() -> None:
-    rho = np.array([0.1, 0.4, 0.2])
+    rel = np.array([0.1, 0.4, 0.2])
     bottom, top = np.array([False, True, False]), np.array([True, False, False])
-    np.testing.assert_allclose(disparity_statistics(rho, bottom, top), [0.3, 0.4, 0.7 / 3, 4.0])
+    np.testing.assert_allclose(disparity_statistics(rel, bottom, top), [0.3, 0.4, 0.7 / 3, 4.0])
 
 
 def test_disparity_cis_are_reproducible_and_seeded() -> None:
@@ -96,19 +96,19 @@ def test_disparity_cis_are_reproducible_and_seeded() -> None:
 
 def test_identical_fp_and_q_have_no_disparity() -> None:
     fp, _ = _noisy(3)
-    np.testing.assert_array_equal(rho_matrix(fp, fp.copy()), np.zeros(fp.shape[0]))
+    np.testing.assert_array_equal(rel_degradation_matrix(fp, fp.copy()), np.zeros(fp.shape[0]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # 0/0 tercile ratio and a degenerate bootstrap
         out = disparity(fp, fp.copy(), np.array([1.0, 2.0, 3.0, 4.0]), RESAMPLES, 0.95, seed=0)
     assert out["range"] == 0.0 and out["worst"] == 0.0 and out["mean"] == 0.0
 
 
-def test_language_rho_ci_brackets_rho() -> None:
+def test_language_rel_degradation_ci_brackets_it() -> None:
     fp, q = _noisy(4, n_lang=1, n_items=30)
-    low, high = language_rho_ci(fp[0], q[0], RESAMPLES, 0.95, seed=0)
-    rho = q[0].sum() / fp[0].sum() - 1
-    assert low < rho < high
-    assert language_rho_ci(fp[0], q[0], RESAMPLES, 0.95, seed=0) == (low, high)
+    low, high = language_rel_degradation_ci(fp[0], q[0], RESAMPLES, 0.95, seed=0)
+    rel = q[0].sum() / fp[0].sum() - 1
+    assert low < rel < high
+    assert language_rel_degradation_ci(fp[0], q[0], RESAMPLES, 0.95, seed=0) == (low, high)
 
 
 # --- treatment vs baseline ---------------------------------------------------------------------
@@ -120,25 +120,25 @@ def test_comparison_of_a_config_with_itself_is_zero() -> None:
         warnings.simplefilter("ignore")  # every resample gives exactly 0: degenerate bootstrap
         out = comparison(fp, q, q.copy(), RESAMPLES, 0.95, seed=0)
     assert out["range_reduction"] == pytest.approx(0.0, abs=1e-12)
-    assert out["mean_rho_increase"] == pytest.approx(0.0, abs=1e-12)
+    assert out["mean_rel_degradation_increase"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_comparison_point_estimates_by_hand() -> None:
     fp, baseline = _noisy(6)
-    rho_b = np.array(_rho_by_hand(fp, baseline))
+    rel_b = np.array(_rel_by_hand(fp, baseline))
     # treatment: every language's degradation pulled halfway to the baseline mean
-    target = (rho_b + rho_b.mean()) / 2
+    target = (rel_b + rel_b.mean()) / 2
     treatment = fp * (1 + target)[:, None]
-    rho_t = np.array(_rho_by_hand(fp, treatment))
-    np.testing.assert_allclose(rho_t, target)
+    rel_t = np.array(_rel_by_hand(fp, treatment))
+    np.testing.assert_allclose(rel_t, target)
     out = comparison(fp, treatment, baseline, RESAMPLES, 0.95, seed=0)
     assert out["range_reduction"] == pytest.approx(0.5)
-    assert out["mean_rho_increase"] == pytest.approx(0.0, abs=1e-12)
+    assert out["mean_rel_degradation_increase"] == pytest.approx(0.0, abs=1e-12)
     assert out["range_reduction_ci_low"] <= out["range_reduction"] <= out["range_reduction_ci_high"]
-    worse = fp * (1 + 1.2 * rho_b)[:, None]  # 20% more degradation everywhere, range 20% wider
+    worse = fp * (1 + 1.2 * rel_b)[:, None]  # 20% more degradation everywhere, range 20% wider
     out = comparison(fp, worse, baseline, RESAMPLES, 0.95, seed=0)
     assert out["range_reduction"] == pytest.approx(-0.2)
-    assert out["mean_rho_increase"] == pytest.approx(0.2)
+    assert out["mean_rel_degradation_increase"] == pytest.approx(0.2)
 
 
 # --- B* and the EXP-031 verdict ----------------------------------------------------------------
@@ -167,30 +167,31 @@ def test_threshold_bits_needs_every_larger_width_to_pass() -> None:
 def _laaciq(rr: float, rr_low: float, rr_high: float, mri: float, mri_low: float,
             mri_high: float) -> dict[str, float]:
     return {"range_reduction": rr, "range_reduction_ci_low": rr_low, "range_reduction_ci_high": rr_high,
-            "mean_rho_increase": mri, "mean_rho_increase_ci_low": mri_low,
-            "mean_rho_increase_ci_high": mri_high}
+            "mean_rel_degradation_increase": mri, "mean_rel_degradation_increase_ci_low": mri_low,
+            "mean_rel_degradation_increase_ci_high": mri_high}
 
 
 @pytest.mark.parametrize(("result", "expected"), [
     (_laaciq(0.40, 0.25, 0.55, 0.01, -0.02, 0.04), SUPPORTED),
     (_laaciq(0.30, 0.20, 0.40, 0.01, -0.02, 0.049), SUPPORTED),     # reduction bound inclusive
     (_laaciq(0.30, 0.10, 0.50, 0.01, -0.02, 0.04), INCONCLUSIVE),   # reduction's CI reaches below
-    (_laaciq(0.40, 0.25, 0.55, 0.01, -0.02, 0.05), INCONCLUSIVE),   # mean-rho CI touches the limit
+    (_laaciq(0.40, 0.25, 0.55, 0.01, -0.02, 0.05), INCONCLUSIVE),   # mean-rel CI touches the limit
     (_laaciq(0.19, 0.05, 0.40, 0.01, -0.02, 0.04), INCONCLUSIVE),   # point below the target
     (_laaciq(0.10, -0.05, 0.19, 0.01, -0.02, 0.04), REJECTED),      # CI rules the target out
-    (_laaciq(0.10, 0.05, 0.30, 0.08, 0.05, 0.12), REJECTED),        # mean-rho CI at the limit
-    (_laaciq(0.30, 0.10, 0.50, 0.10, 0.06, 0.20), REJECTED),        # mean-rho CI above it
+    (_laaciq(0.10, 0.05, 0.30, 0.08, 0.05, 0.12), REJECTED),        # mean-rel CI at the limit
+    (_laaciq(0.30, 0.10, 0.50, 0.10, 0.06, 0.20), REJECTED),        # mean-rel CI above it
     (_laaciq(0.0, np.nan, np.nan, 0.0, np.nan, np.nan), INCONCLUSIVE),  # degenerate bootstrap
 ])
 def test_laaciq_verdict_truth_table(result: dict[str, float], expected: str) -> None:
-    assert laaciq_verdict(result, min_range_reduction=0.20, max_mean_rho_increase=0.05) == expected
+    assert laaciq_verdict(result, min_range_reduction=0.20,
+                          max_mean_rel_degradation_increase=0.05) == expected
 
 
 # --- sweep tables ------------------------------------------------------------------------------
 
 LANGS = ["en", "hi_IN", "zh_Hans"]
 LEVELS = {"en": 3.0, "hi_IN": 1.0, "zh_Hans": 2.0}
-# Exact per-language NLL factors, so every rho is known: rtn-w4-ch-sym doubles Hindi.
+# Exact per-language NLL factors, so every rel is known: rtn-w4-ch-sym doubles Hindi.
 FACTORS = {
     "rtn-w8-ch-sym": {"en": 1.001, "hi_IN": 1.002, "zh_Hans": 1.02},
     "rtn-w4-ch-sym": {"en": 1.005, "hi_IN": 2.0, "zh_Hans": 1.05},
@@ -247,11 +248,12 @@ def test_per_language_table(per_language, items) -> None:
     assert len(per_language) == len(FACTORS) * len(LANGS)
     assert not per_language.duplicated(["config", "language"]).any()
     for _, row in per_language.iterrows():
-        assert row["rho"] == pytest.approx(FACTORS[row["config"]][row["language"]] - 1, abs=1e-12)
-        assert row["rho_ci_low"] <= row["rho"] + 1e-12 and row["rho"] <= row["rho_ci_high"] + 1e-12
+        assert row["rel_degradation"] == pytest.approx(FACTORS[row["config"]][row["language"]] - 1, abs=1e-12)
+        rel = row["rel_degradation"]
+        assert row["rel_degradation_ci_low"] <= rel + 1e-12 and rel <= row["rel_degradation_ci_high"] + 1e-12
         assert row["resource_level"] == LEVELS[row["language"]]
     hindi = per_language.set_index(["config", "language"]).loc[("rtn-w4-ch-sym", "hi_IN")]
-    assert hindi["rho"] == pytest.approx(1.0)
+    assert hindi["rel_degradation"] == pytest.approx(1.0)
     fp_sum = items[(items["config"] == "fp") & (items["language"] == "hi_IN")]["nll"].sum()
     assert hindi["nll_fp"] == pytest.approx(fp_sum)
     assert hindi["nll_q"] == pytest.approx(2 * fp_sum)
@@ -285,6 +287,6 @@ def test_threshold_table(per_language) -> None:
     }
     levels = {r["language"]: r["resource_level"] for _, r in table.iterrows()}
     assert levels == LEVELS
-    # the asymmetric and ACIQ configs (rho 0 at 4 bits) do not enter B*
+    # the asymmetric and ACIQ configs (rel 0 at 4 bits) do not enter B*
     looser = threshold_table(per_language, tau=0.03)
     assert looser.set_index(["granularity", "language"]).loc[("channel", "zh_Hans"), "b_star"] == "8"

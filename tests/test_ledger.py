@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qfair.analysis.ledger import METRICS, check_metric, evaluate_ledger
+from qfair.analysis.ledger import METRICS, check_family, check_metric, evaluate_ledger
 from qfair.params import CorrelationRule, LaaciqRule, NotRunRule, SignTestRule
 
 CONFIGS = ["rtn-w4-ch-sym", "bnb-nf4"]
@@ -20,8 +20,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered in sca
 
 
 @pytest.mark.parametrize(("unit", "name"), [
-    ("language", "resource_level"), ("language", "token_premium"), ("language", "rho:rtn-w4-ch-sym"),
-    ("language", "rho:bnb-nf4"), ("layer", "sink_mass"), ("layer", "attn_kurtosis"),
+    ("language", "resource_level"), ("language", "token_premium"),
+    ("language", "rel_degradation:rtn-w4-ch-sym"),
+    ("language", "rel_degradation:bnb-nf4"), ("layer", "sink_mass"), ("layer", "attn_kurtosis"),
     ("checkpoint", "step"), ("checkpoint", "max_kurtosis"),
 ])
 def test_check_metric_accepts_known_metrics(unit: str, name: str) -> None:
@@ -29,8 +30,8 @@ def test_check_metric_accepts_known_metrics(unit: str, name: str) -> None:
 
 
 @pytest.mark.parametrize(("unit", "name"), [
-    ("language", "foo"), ("language", "rho:rtn-w3-ch-sym"), ("language", "rho:"),
-    ("layer", "resource_level"), ("layer", "rho:rtn-w4-ch-sym"), ("checkpoint", "sink_mass"),
+    ("language", "foo"), ("language", "rel_degradation:rtn-w3-ch-sym"), ("language", "rel_degradation:"),
+    ("layer", "resource_level"), ("layer", "rel_degradation:rtn-w4-ch-sym"), ("checkpoint", "sink_mass"),
     ("language", "Resource_level"),
 ])
 def test_check_metric_rejects_others_naming_them(unit: str, name: str) -> None:
@@ -38,8 +39,8 @@ def test_check_metric_rejects_others_naming_them(unit: str, name: str) -> None:
     assert problem is not None and repr(name) in problem
 
 
-def test_check_metric_explains_rho_of_unswept_config() -> None:
-    assert "compress.configs" in check_metric("language", "rho:mse-w4-ch", CONFIGS)
+def test_check_metric_explains_rel_degradation_of_unswept_config() -> None:
+    assert "compress.configs" in check_metric("language", "rel_degradation:mse-w4-ch", CONFIGS)
     message = check_metric("layer", "foo", CONFIGS)
     assert all(name in message for name in METRICS["layer"])  # the known metrics are listed
 
@@ -53,8 +54,8 @@ def tables() -> dict[str, pd.DataFrame]:
     x = np.linspace(-3.0, 2.0, len(LANGUAGES))
     language = pd.DataFrame({
         "resource_level": x,
-        "rho:rtn-w4-ch-sym": -x + rng.normal(0, 0.05, len(LANGUAGES)),
-        "rho:bnb-nf4": rng.normal(0, 1, len(LANGUAGES)),
+        "rel_degradation:rtn-w4-ch-sym": -x + rng.normal(0, 0.05, len(LANGUAGES)),
+        "rel_degradation:bnb-nf4": rng.normal(0, 1, len(LANGUAGES)),
         "script_latin": [1.0, 0.0] * 6,
         "baseline_bpb": rng.uniform(1, 3, len(LANGUAGES)),
     }, index=pd.Index(LANGUAGES, name="language"))
@@ -65,9 +66,9 @@ def tables() -> dict[str, pd.DataFrame]:
         "max_kurtosis": [5.0, 7.0, 4.0, 9.0],
         "sink_mass": [0.2, 0.5, 0.1, 0.9],
     }, index=pd.Index([0, 1, 2, 3], name="layer"))
-    checkpoint = pd.DataFrame({"step": [100.0, 200.0, 300.0, 400.0, 500.0],
-                               "max_kurtosis": [1.0, 1.5, 2.5, 2.6, 4.0]},
-                              index=pd.Index([f"step_{s}" for s in range(100, 600, 100)], name="checkpoint"))
+    checkpoint = pd.DataFrame({"step": [100.0, 200.0, 300.0, 400.0, 500.0, 600.0],
+                               "max_kurtosis": [1.0, 1.5, 2.5, 2.6, 4.0, 4.5]},
+                              index=pd.Index([f"step_{s}" for s in range(100, 700, 100)], name="checkpoint"))
     return {"language": language, "layer": layer, "checkpoint": checkpoint}
 
 
@@ -84,26 +85,27 @@ NOT_RUN = NotRunRule(id="N-1", statement="needs a second model size", kind="not_
                      reason="one model size in this profile")
 LAACIQ = LaaciqRule(id="L-1", statement="LA-ACIQ narrows the range", kind="laaciq_vs_aciq",
                     treatment="laaciq-uniform-w4-ch", baseline="aciq-laplace-w4-ch",
-                    min_range_reduction=0.2, max_mean_rho_increase=0.05)
+                    min_range_reduction=0.2, max_mean_rel_degradation_increase=0.05)
 SWEEP_VERDICTS = [{"id": "L-1", "range_reduction": 0.31, "range_reduction_ci_low": 0.12,
-                   "range_reduction_ci_high": 0.45, "mean_rho_increase": 0.01,
+                   "range_reduction_ci_high": 0.45, "mean_rel_degradation_increase": 0.01,
                    "verdict": "SUPPORTED"},
                   {"id": "other", "range_reduction": 0.0, "range_reduction_ci_low": 0.0,
-                   "range_reduction_ci_high": 0.0, "mean_rho_increase": 0.0, "verdict": "REJECTED"}]
+                   "range_reduction_ci_high": 0.0, "mean_rel_degradation_increase": 0.0,
+                   "verdict": "REJECTED"}]
 
 
-def run(rules, tables, verdicts=SWEEP_VERDICTS, alpha: float = ALPHA) -> list[dict]:
+def run(rules, tables, verdicts=SWEEP_VERDICTS, alpha: float = ALPHA, family=None) -> list[dict]:
     return evaluate_ledger(rules, tables, verdicts, alpha, permutation_resamples=999,
-                           bootstrap_resamples=999, confidence=0.95, seed=3)
+                           bootstrap_resamples=999, confidence=0.95, seed=3, holm_family=family)
 
 
 RULES = [
-    correlation("C-less", "resource_level", "rho:rtn-w4-ch-sym", "less",
+    correlation("C-less", "resource_level", "rel_degradation:rtn-w4-ch-sym", "less",
                 covariates=["script_latin", "baseline_bpb"]),
     NOT_RUN,
-    correlation("C-greater", "resource_level", "rho:rtn-w4-ch-sym", "greater"),
+    correlation("C-greater", "resource_level", "rel_degradation:rtn-w4-ch-sym", "greater"),
     LAACIQ,
-    correlation("C-null", "resource_level", "rho:bnb-nf4", "greater"),
+    correlation("C-null", "resource_level", "rel_degradation:bnb-nf4", "greater"),
     SIGN,
     correlation("C-layer", "sink_mass", "max_kurtosis", "greater", unit="layer"),
     correlation("C-ckpt", "step", "max_kurtosis", "greater", unit="checkpoint"),
@@ -141,24 +143,66 @@ def test_uncorrelated_data_are_not_supported(ledger) -> None:
     assert ledger["C-null"]["verdict"] != "SUPPORTED"
 
 
-def test_sign_test_record(ledger) -> None:
-    record = ledger["S-1"]
-    assert record["n"] == 4 and record["value"] == 1.0  # attention is heavier in all 4 layers
-    assert record["p"] == pytest.approx(0.5**4)  # one-sided binomial test
+def test_sign_test_record() -> None:
+    layer = pd.DataFrame({"attn_kurtosis": [5.0, 7.0, 4.0, 9.0, 3.0, 6.0],
+                          "mlp_kurtosis": [1.0, 2.0, 3.0, 8.0, 2.0, 5.0]})
+    record = run([SIGN], {"layer": layer})[0]
+    assert record["n"] == 6 and record["value"] == 1.0  # attention is heavier in all 6 layers
+    assert record["p"] == pytest.approx(0.5**6) == record["min_p"]  # one-sided binomial test
     assert record["ci_low"] <= record["value"] <= record["ci_high"]
-    # 4 of 4 is not significant at 0.05: not enough layers to decide
-    assert record["verdict"] == "INCONCLUSIVE"
+    assert record["verdict"] == "SUPPORTED"
+
+
+def test_untestable_hypotheses_are_reported_and_left_out(ledger) -> None:
+    # 4 layers: a sign test cannot go below 1/16, a permutation test below 1/24; with the six
+    # tests of RULES in the family, alpha / m = 0.05 / 6
+    for rule_id, min_p in (("S-1", 1 / 16), ("C-layer", 1 / 24)):
+        record = ledger[rule_id]
+        assert record["verdict"] == "NOT TESTABLE" and record["min_p"] == pytest.approx(min_p)
+        assert "p" not in record and "p_holm" not in record and record["holm_family"] is False
+        assert record["n"] == 4 and f"{min_p:.3g}" in record["reason"] and "0.05 / 6" in record["reason"]
+    assert ledger["C-ckpt"]["min_p"] == pytest.approx(1 / 720)  # six checkpoints: exact, 6! pairings
+
+
+def test_untestable_hypotheses_do_not_inflate_the_holm_p(tables) -> None:
+    alone = run([RULES[0]], tables)[0]
+    with_untestable = run([RULES[0], SIGN, RULES[6]], tables)[0]
+    assert with_untestable["p_holm"] == pytest.approx(alone["p_holm"]) == pytest.approx(alone["p"])
+
+
+def test_a_test_is_untestable_when_its_smallest_p_reaches_alpha(tables) -> None:
+    # alone (m = 1), 4 layers: 1/24 < 0.05 can be tested; 1/16 >= 0.05 cannot
+    assert run([RULES[6]], tables, family=[])[0]["verdict"] != "NOT TESTABLE"
+    assert run([SIGN], tables, family=[])[0]["verdict"] == "NOT TESTABLE"
+    # in a family of two, alpha / 2 = 0.025 < 1/24
+    assert run([RULES[0], RULES[6]], tables)[1]["verdict"] == "NOT TESTABLE"
+
+
+def test_only_the_pre_registered_family_is_corrected_together(tables) -> None:
+    records = run([RULES[0], RULES[2], RULES[4]], tables, family=["C-less", "C-null"])
+    by_id = {r["id"]: r for r in records}
+    assert by_id["C-less"]["holm_family"] and not by_id["C-greater"]["holm_family"]
+    assert by_id["C-greater"]["p_holm"] == pytest.approx(by_id["C-greater"]["p"])  # alone
+    lowest = min(by_id["C-less"]["p"], by_id["C-null"]["p"])
+    assert min(by_id["C-less"]["p_holm"], by_id["C-null"]["p_holm"]) == pytest.approx(2 * lowest)
+
+
+def test_check_family_names_bad_ids() -> None:
+    assert check_family(["C-less", "S-1"], RULES) is None
+    assert "'C-nope'" in check_family(["C-less", "C-nope"], RULES)
+    assert "'L-1'" in check_family(["L-1"], RULES) and "'N-1'" in check_family(["N-1"], RULES)
+    assert "'S-1'" in check_family(["S-1", "S-1"], RULES)
 
 
 def test_checkpoint_correlation(ledger) -> None:
     record = ledger["C-ckpt"]
-    assert record["value"] == pytest.approx(1.0) and record["n"] == 5
+    assert record["value"] == pytest.approx(1.0) and record["n"] == 6
     assert record["unit"] == "checkpoint"
 
 
 def test_holm_adjusts_every_tested_record(ledger) -> None:
     tested = [r for r in ledger.values() if "p" in r]
-    assert {r["id"] for r in tested} == {"C-less", "C-greater", "C-null", "S-1", "C-layer", "C-ckpt"}
+    assert {r["id"] for r in tested} == {"C-less", "C-greater", "C-null", "C-ckpt"}
     for record in tested:
         assert record["p_holm"] >= record["p"]
         assert record["p_holm"] <= 1.0
@@ -172,10 +216,14 @@ def test_holm_adjusts_every_tested_record(ledger) -> None:
 
 
 def test_verdict_needs_the_holm_p_below_alpha(tables) -> None:
-    # the CI lies below 0, but a permutation p >= 1/1000 can never beat this alpha
+    # a permutation p >= 1/1000 (999 resamples) can never beat this alpha: not even run
     record = run([RULES[0]], tables, alpha=1e-4)[0]
-    assert record["ci_high"] < 0
-    assert record["verdict"] == "INCONCLUSIVE"
+    assert record["verdict"] == "NOT TESTABLE" and record["min_p"] == pytest.approx(1e-3)
+    assert "ci_high" not in record and "alpha = 0.0001" in record["reason"]
+    # the CI lies below 0 and the raw p is below alpha, but not the Holm p of the family
+    records = run([RULES[0], RULES[2], RULES[4]], tables, alpha=0.05, family=["C-less", "C-null"])
+    assert records[0]["ci_high"] < 0 and records[0]["verdict"] == "SUPPORTED"
+    assert records[0]["p_holm"] == pytest.approx(2 * records[0]["p"])
 
 
 def test_holm_family_size_changes_the_adjustment(tables) -> None:
@@ -196,7 +244,7 @@ def test_laaciq_rule_takes_the_sweep_verdict(ledger, tables) -> None:
     record = ledger["L-1"]
     assert record["verdict"] == "SUPPORTED"
     assert record["value"] == 0.31 and record["ci_low"] == 0.12 and record["ci_high"] == 0.45
-    assert record["mean_rho_increase"] == 0.01
+    assert record["mean_rel_degradation_increase"] == 0.01
     assert "p_holm" not in record  # not part of the Holm family
     flipped = [{**SWEEP_VERDICTS[0], "verdict": "REJECTED"}]
     assert run([LAACIQ], tables, verdicts=flipped)[0]["verdict"] == "REJECTED"
@@ -208,9 +256,11 @@ def test_laaciq_rule_without_sweep_verdict_raises(tables) -> None:
 
 
 @pytest.mark.parametrize(("rule", "missing"), [
-    (correlation("C-miss", "token_premium", "rho:rtn-w4-ch-sym", "greater"), "token_premium"),
-    (correlation("C-miss", "resource_level", "rho:bnb-fp4", "greater"), "rho:bnb-fp4"),
-    (correlation("C-miss", "resource_level", "rho:bnb-nf4", "greater", covariates=["tokens_per_byte"]),
+    (correlation("C-miss", "token_premium", "rel_degradation:rtn-w4-ch-sym", "greater"), "token_premium"),
+    (correlation("C-miss", "resource_level", "rel_degradation:bnb-fp4", "greater"),
+     "rel_degradation:bnb-fp4"),
+    (correlation("C-miss", "resource_level", "rel_degradation:bnb-nf4", "greater",
+                 covariates=["tokens_per_byte"]),
      "tokens_per_byte"),
     (SignTestRule(id="C-miss", statement="s", kind="sign_test", unit="layer", x="attn_kurtosis",
                   y="mlp_out_norm", direction="greater"), "mlp_out_norm"),

@@ -102,7 +102,7 @@ MANIFEST = {"en": {"resource_level": 2.0, "script": "Latn"},
 SWEEP = pd.DataFrame({
     "config": ["rtn-w4-ch-sym", "rtn-w4-ch-sym", "bnb-nf4", "bnb-nf4"],
     "language": ["en", "hi_IN", "en", "hi_IN"],
-    "rho": [0.01, 0.08, 0.02, 0.05],
+    "rel_degradation": [0.01, 0.08, 0.02, 0.05],
 })
 
 
@@ -133,8 +133,8 @@ def test_token_premium_and_copied_metrics(languages) -> None:
     assert languages.loc["hi_IN", "tokens_per_byte"] == 0.1
     assert languages.loc["hi_IN", "resource_level"] == -1.0
     assert languages.loc["en", "script_latin"] == 1.0 and languages.loc["hi_IN", "script_latin"] == 0.0
-    assert languages.loc["hi_IN", "rho:rtn-w4-ch-sym"] == 0.08
-    assert languages.loc["en", "rho:bnb-nf4"] == 0.02
+    assert languages.loc["hi_IN", "rel_degradation:rtn-w4-ch-sym"] == 0.08
+    assert languages.loc["en", "rel_degradation:bnb-nf4"] == 0.02
 
 
 def test_token_premium_is_relative_to_the_reference(languages) -> None:

@@ -164,7 +164,8 @@ def test_resource_hypotheses_use_the_languages_that_have_a_level(paper: dict) ->
     rng = np.random.default_rng(0)
     languages = [f"l{i}" for i in range(8)]
     table = pd.DataFrame({"resource_level": [np.nan, np.nan, *rng.normal(size=6)],
-                          "token_premium": rng.normal(size=8), "rho:rtn-w4-ch-sym": rng.normal(size=8),
+                          "token_premium": rng.normal(size=8),
+                          "rel_degradation:rtn-w4-ch-sym": rng.normal(size=8),
                           "script_latin": [0.0, 1.0] * 4, "baseline_bpb": rng.normal(size=8)},
                           index=languages)
     records = {r["id"]: r for r in evaluate_ledger(rules, {"language": table}, [], 0.05, 99, 100, 0.95, 0)}
@@ -402,8 +403,8 @@ def test_paper_sweep(paper_repo: PaperRepo, repro: list[str]) -> None:
     assert sweep["languages"] == len(LANGS) and sweep["configs"] == len(SWEEP)
     assert sweep["resource_level"]["languages_without_level"] == WITHOUT_SHARE
     # The configs were applied: 3-bit RTN moves the (untrained) model's NLL far more than 8-bit RTN.
-    rho = per_language.pivot(index="language", columns="config", values="rho").abs()
-    assert rho["rtn-w3-ch-sym"].mean() > 5 * rho["rtn-w8-ch-sym"].mean()
+    rel = per_language.pivot(index="language", columns="config", values="rel_degradation").abs()
+    assert rel["rtn-w3-ch-sym"].mean() > 5 * rel["rtn-w8-ch-sym"].mean()
 
 
 @pytest.mark.slow

@@ -299,7 +299,28 @@ def test_few_languages_are_fine_without_language_correlations(raw: dict) -> None
     """The minimum comes from the correlation battery: a profile without one may use fewer."""
     data = _with(raw, "corpus.languages", ["en", "fr_FR"])
     data["hypotheses"] = [rule for rule in data["hypotheses"] if rule["id"] not in _language_rules(raw)]
+    family = raw["analysis"]["holm_family"]
+    data["analysis"]["holm_family"] = [i for i in family if i not in _language_rules(raw)]
     assert parse_params(data).corpus.languages == ["en", "fr_FR"]
+
+
+def test_holm_family_is_pre_registered(raw: dict) -> None:
+    family = parse_params(raw).analysis.holm_family
+    tests = [r["id"] for r in raw["hypotheses"] if r["kind"] in ("correlation", "sign_test")]
+    assert family and set(family) <= set(tests)
+
+
+@pytest.mark.parametrize(("family", "named"), [
+    (["EXP-001", "EXP-999"], "EXP-999"),            # unknown id
+    (["EXP-001", "exp-001b"], "exp-001b"),          # ids are case-sensitive
+    (["EXP-001", "EXP-031"], "EXP-031"),            # LA-ACIQ's rule has no p-value
+    (["EXP-001", "EXP-023"], "EXP-023"),            # not run
+    (["EXP-001", "EXP-001"], "EXP-001"),            # repeated
+])
+def test_holm_family_names_bad_ids(raw: dict, family: list[str], named: str) -> None:
+    lines = _error_lines(_error(_with(raw, "analysis.holm_family", family)))
+    assert list(lines) == ["analysis.holm_family"], lines
+    assert repr(named) in lines["analysis.holm_family"]
 
 
 def test_one_problem_is_one_line(raw: dict) -> None:

@@ -202,13 +202,13 @@ def test_sweep_outputs(repo: Repo, first_run: dict) -> None:
     table = pd.read_csv(repo.root / "results/sweep/per_language.csv")
     assert set(table["config"]) == set(SWEEP)
     assert set(table["language"]) == set(LANGS)
-    assert table["rho"].map(math.isfinite).all()
+    assert table["rel_degradation"].map(math.isfinite).all()
     disparity = pd.read_csv(repo.root / "results/sweep/disparity.csv")
     assert list(disparity["config"]) == SWEEP
     assert (disparity["range"] >= 0).all()
     # 8-bit RTN barely moves any language; 2-bit per-tensor RTN clearly does.
-    rho = table.groupby("config")["rho"].agg(lambda r: r.abs().max())
-    assert rho["rtn-w8-ch-sym"] < rho["rtn-w2-tensor-sym"]
+    rel = table.groupby("config")["rel_degradation"].agg(lambda r: r.abs().max())
+    assert rel["rtn-w8-ch-sym"] < rel["rtn-w2-tensor-sym"]
     sweep = json.loads(repo.read("metrics/sweep.json"))
     assert sweep["configs"] == len(SWEEP) and sweep["items_per_language"] == 20
     verdicts = json.loads(repo.read("metrics/hypotheses.json"))

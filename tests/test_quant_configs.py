@@ -194,16 +194,16 @@ def test_params_reject_metric_of_the_wrong_unit(raw) -> None:
     assert "EXP-030" in message and "resource_level" in message
 
 
-def test_params_reject_rho_of_a_config_not_swept(raw) -> None:
+def test_params_reject_rel_degradation_of_a_config_not_swept(raw) -> None:
     data = copy.deepcopy(raw)
     data["compress"]["configs"] = [c for c in data["compress"]["configs"] if c != "bnb-nf4"]
     message = _params_error(data)
-    assert "REAL-001" in message and "rho:bnb-nf4" in message and "compress.configs" in message
+    assert "REAL-001" in message and "rel_degradation:bnb-nf4" in message and "compress.configs" in message
 
 
-def test_params_reject_rho_of_an_unparseable_config(raw) -> None:
+def test_params_reject_rel_degradation_of_an_unparseable_config(raw) -> None:
     data = copy.deepcopy(raw)
-    _rule(data, "EXP-001")["y"] = "rho:rtn-w4-ch-symm"
+    _rule(data, "EXP-001")["y"] = "rel_degradation:rtn-w4-ch-symm"
     message = _params_error(data)
     assert "EXP-001" in message and "rtn-w4-ch-symm" in message
 

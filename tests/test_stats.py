@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -17,7 +18,9 @@ from qfair.analysis.stats import (
     correlation_battery,
     holm,
     partial_correlation,
+    permutation_min_p,
     script_covariate,
+    sign_test_min_p,
     verdict,
 )
 
@@ -278,3 +281,38 @@ def test_verdict_rejects_bad_arguments():
         verdict(0.5, 0.4, 0.6, 0.01, 0.3, "two-sided")
     with pytest.raises(ValueError, match="above"):
         verdict(0.5, 0.6, 0.4, 0.01, 0.3, "greater")
+
+
+# --- smallest attainable p-values ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", range(1, 13))
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_sign_test_min_p_is_scipys_exact_value(n: int, alternative: str) -> None:
+    extreme = 0 if alternative == "less" else n  # every unit on the tested side
+    expected = stats.binomtest(extreme, n, 0.5, alternative=alternative).pvalue
+    assert sign_test_min_p(n, alternative) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in scalar divide:RuntimeWarning")  # BCa, n=4
+@pytest.mark.parametrize(("n", "resamples"), [(4, 9999), (5, 9999), (6, 999), (7, 999), (9, 99)])
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_permutation_min_p_is_the_batterys_smallest_p(n: int, resamples: int, alternative: str) -> None:
+    x = np.arange(n, dtype=float)
+    y = x**2 if alternative != "less" else -(x**2)  # perfectly monotone: the most extreme pairing
+    result = correlation_battery(x, y, [f"l{i}" for i in range(n)], n_resamples=resamples,
+                                 n_bootstrap=100, seed=1, alternative=alternative)
+    expected = permutation_min_p(n, resamples, alternative)
+    assert result.permutation_p == pytest.approx(expected, rel=1e-9)
+    exact = math.factorial(n) <= resamples
+    assert expected == pytest.approx((1 if alternative != "two-sided" else 2)
+                                     * (1 / math.factorial(n) if exact else 1 / (resamples + 1)))
+
+
+def test_min_p_of_the_embedded_profiles_small_tests() -> None:
+    assert sign_test_min_p(4) == 1 / 16  # EXP-022: four layers
+    assert permutation_min_p(4, 9999) == pytest.approx(1 / 24)  # EXP-027, EXP-030: n = 4
+    with pytest.raises(ValueError):
+        sign_test_min_p(0)
+    with pytest.raises(ValueError):
+        permutation_min_p(4, 99, "bigger")

@@ -87,13 +87,14 @@ def check_family(family: Sequence[str], rules: Sequence) -> str | None:
 
 
 def laaciq_verdict(result: dict[str, float], min_range_reduction: float,
-                   max_mean_increase: float) -> str:
+                   max_mean_rel_degradation_increase: float) -> str:
     """EXP-031's rule on its two conditions (range reduction, relative mean-degradation increase).
 
     SUPPORTED when the whole CI of the range reduction is at or above ``min_range_reduction`` and
     the whole CI of the relative increase of the mean relative degradation is below
-    ``max_mean_increase``; REJECTED when either CI lies entirely on the wrong side (reduction's
-    upper bound below the target, or the increase's lower bound at or above the limit);
+    ``max_mean_rel_degradation_increase``; REJECTED when either CI lies entirely on the wrong
+    side (reduction's upper bound below the target, or the increase's lower bound at or above the
+    limit);
     INCONCLUSIVE otherwise (NaN included).
     """
     bounds = [result[k] for k in ("range_reduction_ci_low", "range_reduction_ci_high",
@@ -102,9 +103,9 @@ def laaciq_verdict(result: dict[str, float], min_range_reduction: float,
     if any(math.isnan(b) for b in bounds):
         return INCONCLUSIVE
     rr_low, rr_high, mri_low, mri_high = bounds
-    if rr_low >= min_range_reduction and mri_high < max_mean_increase:
+    if rr_low >= min_range_reduction and mri_high < max_mean_rel_degradation_increase:
         return SUPPORTED
-    if rr_high < min_range_reduction or mri_low >= max_mean_increase:
+    if rr_high < min_range_reduction or mri_low >= max_mean_rel_degradation_increase:
         return REJECTED
     return INCONCLUSIVE
 

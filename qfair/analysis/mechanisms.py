@@ -56,9 +56,9 @@ def language_table(profile: pd.DataFrame, layers: pd.DataFrame, outliers: list[i
     table["token_premium"] = test["tokens"] / test.loc[reference, "tokens"]
     table["resource_level"] = [manifest[lang]["resource_level"] for lang in table.index]
     table["script_latin"] = [float(manifest[lang]["script"] == "Latn") for lang in table.index]
-    rho = sweep.pivot(index="language", columns="config", values="rho")
-    rho.columns = [f"rho:{c}" for c in rho.columns]
-    return table.join(rho, how="inner")
+    rel = sweep.pivot(index="language", columns="config", values="rel_degradation")
+    rel.columns = [f"rel_degradation:{c}" for c in rel.columns]
+    return table.join(rel, how="inner")
 
 
 def checkpoint_table(summaries: dict) -> pd.DataFrame:

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from qfair.analysis.disparity import comparison, disparity, language_rho_ci, threshold_bits
+from qfair.analysis.disparity import (
+    comparison,
+    disparity,
+    language_rel_degradation_ci,
+    rel_degradation_matrix,
+    threshold_bits,
+)
 from qfair.analysis.ledger import laaciq_verdict
 from qfair.quant.configs import CompressionConfig
 
@@ -32,19 +38,21 @@ def granularity_label(config: CompressionConfig) -> str:
 def per_language_table(items: pd.DataFrame, configs: list[CompressionConfig], languages: list[str],
                        resource_level: dict[str, float], resamples: int, confidence: float,
                        seed: int, method: str = "BCa") -> pd.DataFrame:
-    """One row per (config, language): NLL, rho with its paired-bootstrap CI, delta nats/item."""
+    """One row per (config, language): NLL, relative degradation with its paired-bootstrap CI,
+    delta nats/item."""
     fp = nll_matrix(items, "fp", languages)
     rows = []
     for config in configs:
         q = nll_matrix(items, config.name, languages)
+        rel = rel_degradation_matrix(fp, q)
         for index, lang in enumerate(languages):
-            low, high = language_rho_ci(fp[index], q[index], resamples, confidence, seed, method)
+            low, high = language_rel_degradation_ci(fp[index], q[index], resamples, confidence, seed, method)
             rows.append({
                 "config": config.name, "method": config.method, "bits": config.bits or 0,
                 "granularity": granularity_label(config), "language": lang,
                 "resource_level": resource_level[lang], "nll_fp": fp[index].sum(),
-                "nll_q": q[index].sum(), "rho": q[index].sum() / fp[index].sum() - 1,
-                "rho_ci_low": low, "rho_ci_high": high,
+                "nll_q": q[index].sum(), "rel_degradation": rel[index],
+                "rel_degradation_ci_low": low, "rel_degradation_ci_high": high,
                 "delta_nats_per_item": (q[index].sum() - fp[index].sum()) / q.shape[1],
             })
     return pd.DataFrame(rows)
@@ -58,11 +66,11 @@ def disparity_table(items: pd.DataFrame, configs: list[CompressionConfig], langu
     rows = []
     for config in configs:
         q = nll_matrix(items, config.name, languages)
-        rho = q.sum(axis=1) / fp.sum(axis=1) - 1
+        rel = rel_degradation_matrix(fp, q)
         stats = disparity(fp, q, levels, resamples, confidence, seed, method)
         rows.append({"config": config.name, "method": config.method, "bits": config.bits or 0,
                      "granularity": granularity_label(config),
-                     "worst_language": languages[int(np.argmax(rho))], **stats})
+                     "worst_language": languages[int(np.argmax(rel))], **stats})
     return pd.DataFrame(rows)
 
 
@@ -71,7 +79,7 @@ def threshold_table(per_language: pd.DataFrame, tau: float) -> pd.DataFrame:
     rtn = per_language[(per_language["method"] == "rtn") & per_language["config"].str.endswith("-sym")]
     rows = []
     for (granularity, lang), group in rtn.groupby(["granularity", "language"], sort=True):
-        b_star = threshold_bits(group["bits"].to_numpy(), group["rho"].to_numpy(), tau)
+        b_star = threshold_bits(group["bits"].to_numpy(), group["rel_degradation"].to_numpy(), tau)
         rows.append({"granularity": granularity, "language": lang,
                      "resource_level": group["resource_level"].iloc[0],
                      "b_star": "none" if b_star is None else str(b_star)})
@@ -90,5 +98,5 @@ def laaciq_verdicts(items: pd.DataFrame, rules: list, resamples: int, confidence
                             seed, method)
         verdicts.append({"id": rule.id, "treatment": rule.treatment, "baseline": rule.baseline,
                          **result, "verdict": laaciq_verdict(result, rule.min_range_reduction,
-                                                             rule.max_mean_rho_increase)})
+                                                             rule.max_mean_rel_degradation_increase)})
     return verdicts

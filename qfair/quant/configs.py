@@ -128,8 +128,9 @@ def _prune_magnitude(name: str, m: re.Match[str]) -> CompressionConfig:
 
 @register(r"prune-magnitude-(\d+)")
 def _prune_magnitude_unscoped(name: str, m: re.Match[str]) -> CompressionConfig:
-    raise ValueError(f"name the scope of magnitude pruning: prune-magnitude-tensor-{m[1]} (each tensor "
-                     f"loses the same share) or prune-magnitude-global-{m[1]} (one threshold for all tensors)")
+    raise ValueError(f"name the scope of magnitude pruning: prune-magnitude-tensor-{m[1]} (each "
+                     f"tensor loses the same share) or prune-magnitude-global-{m[1]} (one threshold "
+                     "for all tensors)")
 
 
 @register(r"prune-wanda-(\d+)")

@@ -5,10 +5,11 @@ Each pruning unit loses exactly ``k = round(sparsity * n)`` entries, ``n`` being
 (:func:`prune_magnitude`, configs ``prune-magnitude-tensor-<percent>``), all pruned tensors
 together for global magnitude pruning (:func:`prune_magnitude_global`, configs
 ``prune-magnitude-global-<percent>``: one threshold for the whole model, so tensors end up with
-different sparsities), and one output row for Wanda.  The ``k`` entries with the lowest score are zeroed; equal scores are broken
-by position (a stable sort, lower flat index pruned first) so results are deterministic.  Entries
-that are already zero have the lowest score and are counted among the ``k``; the output can hold
-more than ``k`` zeros only if the input already had more.  Zeroed entries are exact ``+0.0``.
+different sparsities), and one output row for Wanda.  The ``k`` entries with the lowest score
+are zeroed; equal scores are broken by position (a stable sort, lower flat index pruned first) so
+results are deterministic.  Entries that are already zero have the lowest score and are counted
+among the ``k``; the output can hold more than ``k`` zeros only if the input already had more.
+Zeroed entries are exact ``+0.0``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from qfair.profile import PROFILES, available
 from qfair.report import figures as fig
 from qfair.report import tables as tab
 from qfair.report.experiments import appendix_tex
-from qfair.report.latex import escape, numbers_tex
+from qfair.report.latex import REL, escape, numbers_tex
 from qfair.report.numbers import collect_numbers
 from qfair.report.results import Results
 from qfair.report.style import save_figure
@@ -36,9 +36,9 @@ FIGURES: dict[str, Callable[[Results, Params], Figure]] = {
     "exp007_scatter": lambda r, p: fig.correlation_scatter(
         r.languages,
         "outlier_layer_share",
-        f"rho:{tab.HEADLINE}",
+        f"rel_degradation:{tab.HEADLINE}",
         "share of block output in outlier layers",
-        rf"$\rho$ under {tab.HEADLINE}",
+        f"${REL}$ under {tab.HEADLINE}",
         p.eval.confidence,
         profile=p.profile,
     ),

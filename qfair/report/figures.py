@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
+from qfair.report.latex import REL
 from qfair.report.style import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, new_figure
 
 COMPONENT_ORDER = ["attn_qkv", "attn_o", "mlp_up", "mlp_down"]
@@ -52,33 +53,34 @@ def kurtosis_heatmap(tensors: pd.DataFrame, model: str = "final") -> Figure:
 def degradation_by_language(
     sweep: pd.DataFrame, config: str, confidence: float, profile: str = "embedded"
 ) -> Figure:
-    """Relative NLL increase rho of every language under one config, with its bootstrap CI.
+    """Relative degradation (NLL increase) of every language under one config, with its bootstrap CI.
 
     A language without a resource level (no published share) is drawn as a grey ring.
     """
-    rows = sweep[sweep["config"] == config].sort_values("rho")
+    rows = sweep[sweep["config"] == config].sort_values("rel_degradation")
     if rows.empty:
         return not_produced(f"degradation under {config}", profile, f"{config} is not in compress.configs")
     figure, axes = new_figure(COLUMN_WIDTH, 0.5 + 0.12 * len(rows))
     position = np.arange(len(rows))
     level = rows["resource_level"].to_numpy()
-    errors = np.vstack([rows["rho"] - rows["rho_ci_low"], rows["rho_ci_high"] - rows["rho"]])
-    axes.errorbar(rows["rho"], position, xerr=errors, fmt="none", ecolor="0.6", elinewidth=0.8)
-    points = axes.scatter(rows["rho"], position, c=level, cmap="viridis", s=12, zorder=3)
+    rel = rows["rel_degradation"]
+    errors = np.vstack([rel - rows["rel_degradation_ci_low"], rows["rel_degradation_ci_high"] - rel])
+    axes.errorbar(rel, position, xerr=errors, fmt="none", ecolor="0.6", elinewidth=0.8)
+    points = axes.scatter(rel, position, c=level, cmap="viridis", s=12, zorder=3)
     unknown = np.isnan(level)
     if unknown.any():
-        axes.scatter(rows["rho"][unknown], position[unknown], facecolors="none", edgecolors="0.4", s=12,
+        axes.scatter(rel[unknown], position[unknown], facecolors="none", edgecolors="0.4", s=12,
                      zorder=3, label="no resource level")
         axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=5, frameon=False)
     axes.axvline(0, color="0.3", linewidth=0.6)
     axes.set_yticks(position, rows["language"], fontsize=6)
-    axes.set_xlabel(rf"$\rho$ under {config} ({confidence:.0%} CI)")
+    axes.set_xlabel(f"${REL}$ under {config} ({confidence:.0%} CI)")
     figure.colorbar(points, ax=axes, label="resource level (log share)", fraction=0.05)
     return figure
 
 
 def disparity_vs_bits(disparity: pd.DataFrame, confidence: float) -> Figure:
-    """Disparity range and mean rho of symmetric RTN against bits, per granularity."""
+    """Disparity range and mean relative degradation of symmetric RTN against bits, per granularity."""
     rtn = disparity[(disparity["method"] == "rtn") & disparity["config"].str.endswith("-sym")]
     figure, (left, right) = new_figure(PAGE_WIDTH, 2.3, ncols=2)
     for color, (granularity, group) in zip(PALETTE, rtn.groupby("granularity", sort=False), strict=False):
@@ -94,7 +96,7 @@ def disparity_vs_bits(disparity: pd.DataFrame, confidence: float) -> Figure:
                 alpha=0.2,
                 linewidth=0,
             )
-    for axes, ylabel in ((left, r"disparity range $\max\rho - \min\rho$"), (right, r"mean $\rho$")):
+    for axes, ylabel in ((left, rf"disparity range $\max {REL} - \min {REL}$"), (right, f"mean ${REL}$")):
         axes.set_yscale("symlog", linthresh=1e-3)
         axes.set_xlabel("weight bits")
         axes.set_ylabel(ylabel)
@@ -155,14 +157,14 @@ def fit_band(x: np.ndarray, y: np.ndarray, confidence: float, points: int = 100)
 
 
 def clipping_comparison(disparity: pd.DataFrame, configs: list[str], confidence: float) -> Figure:
-    """Disparity range and mean rho, with CIs, of the clipping methods at each bit width."""
+    """Disparity range and mean relative degradation, with CIs, of the clipping methods at each bit width."""
     rows = disparity.set_index("config").reindex(configs).dropna(subset=["range"])
     figure, (left, right) = new_figure(PAGE_WIDTH, 0.6 + 0.16 * len(rows), ncols=2, sharey=True)
     position = np.arange(len(rows))
     colors = [
         PALETTE[{"rtn": 7, "mse": 4, "aciq": 0, "laaciq": 1, "oracle": 2}.get(m, 3)] for m in rows["method"]
     ]
-    for axes, column, label in ((left, "range", r"disparity range"), (right, "mean", r"mean $\rho$")):
+    for axes, column, label in ((left, "range", r"disparity range"), (right, "mean", f"mean ${REL}$")):
         errors = np.vstack(
             [rows[column] - rows[f"{column}_ci_low"], rows[f"{column}_ci_high"] - rows[column]]
         )

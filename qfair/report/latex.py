@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 
 from qfair.io import NonFiniteResultError
 
+REL = r"\Delta^{\mathrm{rel}}"  # symbol of the relative degradation (rho_s is Spearman's only)
 ABSENT = "n/a"  # the typeset value of a number the current profile does not produce
 KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_/-]*$")
 _SPECIAL = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from qfair.analysis.ledger import REL_PREFIX
 from qfair.params import Params
 from qfair.quant.aciq import optimal_clip_ratio
 from qfair.quant.configs import parse_config
@@ -62,7 +63,7 @@ def _hypotheses(results: Results) -> dict[str, str]:
         if row["kind"] == "laaciq_vs_aciq":
             numbers[f"{key}/value-pct"] = fmt_pct(row["value"])
             numbers[f"{key}/ci-pct"] = f"[{fmt_pct(row['ci_low'])}, {fmt_pct(row['ci_high'])}]"
-            numbers[f"{key}/mean-increase-pct"] = fmt_pct(row["mean_rho_increase"])
+            numbers[f"{key}/mean-increase-pct"] = fmt_pct(row["mean_rel_degradation_increase"])
     verdicts = [row["verdict"] for row in results.ledger["hypotheses"]]
     for verdict in VERDICTS:
         numbers[f"count/{verdict.lower().replace(' ', '-')}"] = str(verdicts.count(verdict))
@@ -213,7 +214,7 @@ def _rules(params: Params) -> dict[str, str]:
     for rule in params.hypotheses:
         if rule.kind == "laaciq_vs_aciq":
             numbers[f"rule/{rule.id}/min-range-reduction"] = fmt_pct(rule.min_range_reduction, 0)
-            numbers[f"rule/{rule.id}/max-mean-increase"] = fmt_pct(rule.max_mean_rho_increase, 0)
+            numbers[f"rule/{rule.id}/max-mean-increase"] = fmt_pct(rule.max_mean_rel_degradation_increase, 0)
         elif rule.kind == "correlation":
             numbers[f"rule/{rule.id}/threshold"] = fmt(rule.threshold, 2)
             numbers[f"rule/{rule.id}/direction"] = "positive" if rule.direction == "greater" else "negative"
@@ -384,8 +385,8 @@ def _named_configs(profiles: Iterable[Params]) -> set[str]:
         configs |= set(profile.compress.configs)
         for rule in profile.hypotheses:
             for name in (getattr(rule, "x", None), getattr(rule, "y", None)):
-                if isinstance(name, str) and name.startswith("rho:"):
-                    configs.add(name.removeprefix("rho:"))
+                if isinstance(name, str) and name.startswith(REL_PREFIX):
+                    configs.add(name.removeprefix(REL_PREFIX))
             configs |= {getattr(rule, "treatment", None), getattr(rule, "baseline", None)} - {None}
     return configs
 

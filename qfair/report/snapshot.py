@@ -42,7 +42,7 @@ def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFram
     without one shows n/a)."""
     test = per_language[per_language["split"] == "test"].set_index("language")
     dev = per_language[per_language["split"] == "dev"].set_index("language")
-    rho4 = per_language_sweep[per_language_sweep["config"] == "rtn-w4-ch-sym"].set_index("language")
+    rel4 = per_language_sweep[per_language_sweep["config"] == "rtn-w4-ch-sym"].set_index("language")
     if shares is None:
         shares = {lang: entry["train_share"] for lang, entry in manifest.items()}
     lines = [
@@ -65,7 +65,8 @@ def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFram
     for row in (r for r in ledger["hypotheses"] if r["kind"] == "laaciq_vs_aciq"):
         lines.append(f"- {row['id']}: **{row['verdict']}**; disparity-range reduction "
                      f"{_fmt(row['value'])} [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], "
-                     f"relative mean-rho change {_fmt(row['mean_rho_increase'])}.")
+                     "relative change of the mean relative degradation "
+                     f"{_fmt(row['mean_rel_degradation_increase'])}.")
     lines.append(f"- Weight census: class {census['class']}, largest excess kurtosis "
                  f"{_fmt(census['max_kurtosis'], 2)} (`{census['max_kurtosis_tensor']}`); outlier "
                  f"layer(s) chosen from weights: {ledger['outlier_layers']}.")
@@ -81,8 +82,8 @@ def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFram
             stat = row.get("reason", "")
         p_holm = _fmt(row["p_holm"]) if "p_holm" in row else ""
         lines.append(f"| {row['id']} | {row['statement']} | {stat} | {p_holm} | **{row['verdict']}** |")
-    lines += ["", f"## Disparity of selected configs (relative NLL increase rho, {level})", "",
-              "| config | mean rho | range | range CI | worst language |",
+    lines += ["", f"## Disparity of selected configs (relative degradation: NLL increase, {level})", "",
+              "| config | mean rel. degradation | range | range CI | worst language |",
               "|---|---|---|---|---|"]
     for _, row in disparity[disparity["config"].isin(HEADLINE_CONFIGS)].iterrows():
         lines.append(f"| `{row['config']}` | {_fmt(row['mean'], 5)} | {_fmt(row['range'], 5)} | "
@@ -90,7 +91,7 @@ def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFram
                      f"{row['worst_language']} |")
     lines += ["", "## Per language", "",
               f"| locale | script | {share_label} | test bpb [{level}] | dev bpb | dev unigram bpb | "
-              "rho at rtn-w4-ch-sym |", "|---|---|---|---|---|---|---|"]
+              "rel. degradation at rtn-w4-ch-sym |", "|---|---|---|---|---|---|---|"]
     for lang in _share_order(test.index, shares):
         row = test.loc[lang]
         share = format(shares[lang], share_format) if lang in shares else "n/a"
@@ -98,5 +99,5 @@ def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFram
             f"| {lang} | {manifest[lang]['script']} | {share} | "
             f"{_fmt(row['bits_per_byte'])} [{_fmt(row['bpb_ci_low'])}, {_fmt(row['bpb_ci_high'])}] | "
             f"{_fmt(dev.loc[lang, 'bits_per_byte'])} | {_fmt(dev.loc[lang, 'unigram_bits_per_byte'])} | "
-            f"{_fmt(rho4.loc[lang, 'rho'], 5) if lang in rho4.index else 'n/a'} |")
+            f"{_fmt(rel4.loc[lang, 'rel_degradation'], 5) if lang in rel4.index else 'n/a'} |")
     return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from qfair.report.latex import ABSENT, booktabs, escape, fmt, fmt_ci, fmt_pct, fmt_sig
+from qfair.report.latex import ABSENT, REL, booktabs, escape, fmt, fmt_ci, fmt_pct, fmt_sig
 from qfair.report.results import Results
 
 HEADLINE = "rtn-w4-ch-sym"  # EXP-001's config: the per-language figure, scatter and table show it
@@ -44,7 +44,7 @@ def _ci_cell(row: pd.Series, column: str) -> str:
 
 
 def disparity_table(disparity: pd.DataFrame, configs: list[str], groups: tuple[int, ...] = ()) -> str:
-    """Range, worst language and mean rho (with CIs) of the listed configs present in the sweep;
+    """Range, worst language and mean relative degradation (with CIs) of the listed configs in the sweep;
     ``groups``: row indices a rule separates from the rows above (:func:`qfair.report.latex.booktabs`)."""
     rows = disparity.set_index("config")
     body = [
@@ -58,7 +58,7 @@ def disparity_table(disparity: pd.DataFrame, configs: list[str], groups: tuple[i
         if name in rows.index
     ]
     return booktabs(
-        ["config", r"range of $\rho$", "worst", r"mean $\rho$"], body, "llll", size=r"\footnotesize",
+        ["config", f"range of ${REL}$", "worst", f"mean ${REL}$"], body, "llll", size=r"\footnotesize",
         groups=groups,
     )
 
@@ -105,14 +105,15 @@ def ledger_table(ledger: dict) -> str:
 
 
 def per_language_table(results: Results, shares: dict[str, float], published: bool = False) -> str:
-    """Per language: script, training share, test bits per byte [CI], unigram, 4-bit rho [CI], B*.
+    """Per language: script, training share, test bits per byte [CI], unigram, 4-bit relative
+    degradation [CI], B*.
 
     ``shares`` (language -> fraction, qfair.analysis.resource) are the corpus's training shares or,
     ``published``, a hub model's published pretraining shares, shown as "pretraining share" with
     ``n/a`` for a language without one (listed last).
     """
     test = results.per_language[results.per_language["split"] == "test"].set_index("language")
-    rho = results.sweep[results.sweep["config"] == HEADLINE].set_index("language")
+    rel = results.sweep[results.sweep["config"] == HEADLINE].set_index("language")
     bstar = results.threshold_bits[results.threshold_bits["granularity"] == "channel"].set_index("language")
     manifest = results.manifest["languages"]
     body = []
@@ -132,10 +133,11 @@ def per_language_table(results: Results, shares: dict[str, float], published: bo
             f"{fmt(row['bits_per_byte'])} {fmt_ci(row['bpb_ci_low'], row['bpb_ci_high'])}",
             fmt(row["unigram_bits_per_byte"]),
         ]
-        if language in rho.index:
-            r = rho.loc[language]
+        if language in rel.index:
+            r = rel.loc[language]
             cells.append(
-                f"{fmt_sig(r['rho'], 2)} [{fmt_sig(r['rho_ci_low'], 2)}, {fmt_sig(r['rho_ci_high'], 2)}]"
+                f"{fmt_sig(r['rel_degradation'], 2)} [{fmt_sig(r['rel_degradation_ci_low'], 2)}, "
+                f"{fmt_sig(r['rel_degradation_ci_high'], 2)}]"
             )
         else:
             cells.append("--")
@@ -152,7 +154,7 @@ def per_language_table(results: Results, shares: dict[str, float], published: bo
         "pretraining share" if published else "train share",
         "test bits/byte [CI]",
         "unigram",
-        r"$\rho$ RTN W4 [CI]",
+        f"${REL}$ RTN W4 [CI]",
         r"$B^*$",
     ]
     return booktabs(header, body, "lllrlrlr", size=r"\scriptsize")
