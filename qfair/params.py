@@ -92,7 +92,7 @@ class CorpusParams(Strict):
     def _explicit_needs_shares(self) -> CorpusParams:
         if self.languages != "all" and self.reference_language not in self.languages:
             raise _KeyedError("reference_language", f"{self.reference_language!r} must be one of "
-                              "corpus.languages (premiums and LA-ACIQ's English-only baseline use it)")
+                              "corpus.languages (premiums and LA-ACIQ's reference-language baseline use it)")
         if self.training_share.mode == "explicit" and not self.training_share.explicit:
             raise ValueError("training_share.explicit must list shares when mode is 'explicit'")
         if self.split.dev_fraction + self.split.test_fraction >= 0.8:

@@ -25,7 +25,7 @@ def main() -> None:
         table = census_safetensors(weight_files(folder), top_k=params.analysis.census_top_k)
         table.insert(0, "model", label)
         tables.append(table)
-        summary = summarize_census(table)
+        summary = summarize_census(table, exclude=params.compress.exclude_modules)
         if label.startswith("step_"):
             summary["step"] = int(label.removeprefix("step_"))
         summaries[label] = summary
@@ -39,13 +39,16 @@ def main() -> None:
     write_json(Path("metrics/census.json"), {
         "max_kurtosis": final["max_kurtosis"], "class": final["class"],
         "max_kurtosis_tensor": final["max_kurtosis_tensor"],
+        "embed_max_kurtosis": final["embed_max_kurtosis"],
+        "embed_max_kurtosis_tensor": final["embed_max_kurtosis_tensor"],
         "attn_mean_kurtosis": final["attn_mean_kurtosis"],
         "mlp_mean_kurtosis": final["mlp_mean_kurtosis"],
         "checkpoint_max_kurtosis": {k: v["max_kurtosis"] for k, v in summaries.items()
                                     if k.startswith("step_")},
     })
-    print(f"final model: class {final['class']}, max excess kurtosis {final['max_kurtosis']:.2f} "
-          f"({final['max_kurtosis_tensor']})")
+    print(f"final model: class {final['class']}, max excess kurtosis of the quantized tensors "
+          f"{final['max_kurtosis']:.2f} ({final['max_kurtosis_tensor']}); embeddings "
+          f"{final['embed_max_kurtosis']}")
 
 
 if __name__ == "__main__":

@@ -29,12 +29,14 @@ from transformers import (
 
 from qfair.analysis.census import (
     COMPONENTS,
+    MATRIX_COMPONENTS,
     census_model,
     census_safetensors,
     head_kurtosis,
     label_parameter,
     model_class,
     parameter_kind,
+    quantized_rows,
     summarize_census,
     tensor_stats,
 )
@@ -283,6 +285,38 @@ def test_summarize_census_finds_the_planted_tensor() -> None:
     assert summary["attn_mean_kurtosis"] == pytest.approx(attn)
     assert summary["mlp_mean_kurtosis"] == pytest.approx(mlp) and mlp > attn
     assert summary["per_component"]["mlp_down"]["n"] == 3
+    assert summary["embed_max_kurtosis_tensor"] == "model.embed_tokens.weight"
+
+
+def test_class_ignores_tensors_that_are_never_quantized() -> None:
+    """A heavy-tailed embedding (or output head) does not make the model HEAVY: it is never quantized."""
+    torch.manual_seed(4)
+    model = AutoModelForCausalLM.from_config(CONFIGS["llama"]())
+    with torch.no_grad():
+        model.model.embed_tokens.weight[3, 2] = 100.0
+        model.lm_head.weight[1, 1] = 100.0
+    df = census_model(model)
+    assert df["excess_kurtosis"].max() > 50  # over all tensors the model would be HEAVY
+    summary = summarize_census(df, exclude=["lm_head"])
+    assert summary["class"] != "HEAVY" and summary["max_kurtosis_component"] in MATRIX_COMPONENTS
+    quantized = df[quantized_rows(df, ["lm_head"])]
+    assert summary["max_kurtosis"] == quantized["excess_kurtosis"].max()
+    assert summary["embed_max_kurtosis_tensor"] == "model.embed_tokens.weight"
+    assert summary["embed_max_kurtosis"] > 50
+
+
+def test_quantized_rows_follow_exclude_modules() -> None:
+    model = AutoModelForCausalLM.from_config(CONFIGS["llama"]())
+    df = census_model(model)
+    names = set(df.loc[quantized_rows(df), "name"])
+    assert {"model.layers.0.self_attn.q_proj.weight", "model.layers.2.mlp.down_proj.weight"} <= names
+    assert not any("embed" in n or "lm_head" in n or "norm" in n for n in names)
+    fewer = set(df.loc[quantized_rows(df, ["layers.0."]), "name"])
+    assert fewer == {n for n in names if "layers.0." not in n}
+    planted = df.assign(excess_kurtosis=np.where(df["name"].str.contains("layers.0.self_attn.q_proj"), 99.0,
+                                                 df["excess_kurtosis"]))
+    assert summarize_census(planted)["class"] == "HEAVY"
+    assert summarize_census(planted, exclude=["layers.0."])["class"] != "HEAVY"
 
 
 def test_head_kurtosis_picks_the_heavy_head() -> None:

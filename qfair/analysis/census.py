@@ -2,7 +2,9 @@
 
 Definitions (EXPERIMENTS.md): the kurtosis of a tensor is the excess (Fisher) kurtosis of all its
 entries in float64, no subsampling (Gaussian 0, Laplace 3, uniform -1.2); a model's class is set
-by its largest tensor kurtosis (:func:`model_class`). Alongside: ``max|w| / std``, the fraction of
+by the largest kurtosis among the tensors the compression configs quantize (:func:`model_class`,
+:func:`quantized_rows`: the attention and MLP weight matrices; embeddings, never quantized, are
+reported separately). Alongside: ``max|w| / std``, the fraction of
 entries with ``|w - mean| > 6 std`` and the top-k ``|w|`` coordinates (super-weight candidates).
 All moments are population moments (``ddof=0``, scipy's ``bias=True``).
 
@@ -17,7 +19,7 @@ float64); :func:`census_model` gives the same rows for a module in memory.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +31,9 @@ from safetensors import safe_open
 COMPONENTS = ("attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o", "mlp_up", "mlp_gate", "mlp_down",
               "embed", "norm", "lm_head", "other")
 CLASS_THRESHOLDS = (("HEAVY", 50.0), ("Moderate", 10.0), ("Mild", 3.0))
+# The weight matrices of the transformer blocks' Linear layers: what the compression configs quantize
+MATRIX_COMPONENTS = ("attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o", "mlp_up", "mlp_gate",
+                     "mlp_down")
 
 _LAYER = re.compile(r"(?:^|\.)(?:h|layers|layer|blocks)\.(\d+)(?:\.|$)")
 # Last segments that are a tensor of a module rather than a module of their own.
@@ -219,20 +224,36 @@ def model_class(max_kurtosis: float) -> str:
     return "Gaussian"
 
 
-def summarize_census(df: pd.DataFrame) -> dict:
+def quantized_rows(df: pd.DataFrame, exclude: Sequence[str] = ()) -> pd.Series:
+    """Mask of the census rows the compression configs quantize: weight matrices of the attention
+    and MLP Linear layers (:data:`MATRIX_COMPONENTS`) whose name contains no ``exclude`` entry
+    (``compress.exclude_modules``). Embeddings, norms and the output head are never among them."""
+    names = df["name"].astype(str)
+    excluded = np.zeros(len(df), dtype=bool)
+    for part in exclude:
+        excluded |= names.str.contains(part, regex=False).to_numpy()
+    return (df["kind"] == "weight") & df["component"].isin(MATRIX_COMPONENTS) & ~excluded
+
+
+def summarize_census(df: pd.DataFrame, exclude: Sequence[str] = ()) -> dict:
     """Model-level summary of a census (NaN kurtoses, from constant tensors, are ignored).
 
     Keys: ``max_kurtosis`` with its ``max_kurtosis_tensor``/``_layer`` (None outside layers; the
-    EXP-024 quantity)/``_component``; ``class`` (:func:`model_class`); ``per_component``
+    EXP-024 quantity)/``_component`` and ``class`` (:func:`model_class`), all over the quantized
+    tensors (:func:`quantized_rows` with ``exclude``); ``embed_max_kurtosis`` and
+    ``embed_max_kurtosis_tensor`` (the embeddings, never quantized; None without); ``per_component``
     ``{component: {"mean", "max", "n"}}``; ``per_layer_max`` ``{layer: max kurtosis}`` and
     ``heaviest_layer`` (its argmax, None without layered rows); ``attn_mean_kurtosis`` and
     ``mlp_mean_kurtosis`` (mean over ``attn_*`` / ``mlp_*`` tensors, NaN if none); ``n_tensors``.
     The summary covers the rows given: filter ``df`` first to summarise, say, weights only.
     """
     kurt = df["excess_kurtosis"].astype(float)
-    if kurt.isna().all():
-        raise ValueError("census has no tensor with a finite kurtosis")
-    top = df.loc[kurt.idxmax()]
+    quantized = kurt.where(quantized_rows(df, exclude))
+    if quantized.isna().all():
+        raise ValueError("census has no quantized weight matrix with a finite kurtosis")
+    top = df.loc[quantized.idxmax()]
+    embed = kurt.where(df["component"] == "embed")
+    top_embed = None if embed.isna().all() else df.loc[embed.idxmax()]
     valid = df.assign(k=kurt)[kurt.notna()]
     per_component = {str(comp): {"mean": float(g["k"].mean()), "max": float(g["k"].max()), "n": len(g)}
                      for comp, g in valid.groupby("component", sort=True)}
@@ -245,6 +266,8 @@ def summarize_census(df: pd.DataFrame) -> dict:
         "max_kurtosis_layer": None if pd.isna(top["layer"]) else int(top["layer"]),
         "max_kurtosis_component": str(top["component"]),
         "class": model_class(float(top["excess_kurtosis"])),
+        "embed_max_kurtosis": None if top_embed is None else float(top_embed["excess_kurtosis"]),
+        "embed_max_kurtosis_tensor": None if top_embed is None else str(top_embed["name"]),
         "per_component": per_component,
         "per_layer_max": {int(layer): float(value) for layer, value in per_layer.items()},
         "heaviest_layer": int(per_layer.idxmax()) if len(per_layer) else None,

@@ -10,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-MATRIX_COMPONENTS = ("attn_q", "attn_k", "attn_v", "attn_qkv", "attn_o", "mlp_up", "mlp_gate",
-                     "mlp_down")
+from qfair.analysis.census import MATRIX_COMPONENTS
 
 
 def layer_kurtosis(census: pd.DataFrame) -> pd.DataFrame:

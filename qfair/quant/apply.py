@@ -81,12 +81,13 @@ def input_second_moments(model: nn.Module, linears: dict[str, nn.Linear], tokeni
 
 def language_weights(weighting: str, languages: list[str], resource_share: dict[str, float],
                      reference: str) -> torch.Tensor:
-    """LA-ACIQ's language weights: uniform, resource-proportional, minimax (all), English only."""
+    """LA-ACIQ's language weights: uniform, resource-proportional, minimax (all), or the
+    reference language alone (``corpus.reference_language``, English in the profiles)."""
     if weighting in {"uniform", "minimax"}:
         return torch.ones(len(languages), dtype=torch.float64)
     if weighting == "resource":
         return torch.tensor([resource_share[lang] for lang in languages], dtype=torch.float64)
-    if weighting == "english":
+    if weighting == "reference":
         return torch.tensor([float(lang == reference) for lang in languages], dtype=torch.float64)
     raise ValueError(f"unknown LA-ACIQ weighting {weighting!r}")
 

@@ -8,7 +8,7 @@ Names:
     rtn-w{2..8}-{tensor|ch|g<N>}-{sym|asym}     round to nearest (absmax)
     aciq-{laplace|gaussian|mix}-w{b}-{tensor|ch}  ACIQ analytic clipping
     mse-w{b}-{tensor|ch|g<N>}                     MSE-optimal grid-search clipping
-    laaciq-{uniform|resource|minimax|english}-w{b}-ch   LA-ACIQ (ours), per-channel clip
+    laaciq-{uniform|resource|minimax|reference}-w{b}-ch LA-ACIQ (ours), per-channel clip
     oracle-w{b}-ch                                LA-ACIQ calibrated per language, one model each
     bnb-{int8|nf4|fp4}[-dq]                       bitsandbytes (real quantization)
     prune-magnitude-{tensor|global}-{percent}     magnitude pruning, per tensor or over all tensors
@@ -96,7 +96,7 @@ def _mse(name: str, m: re.Match[str]) -> CompressionConfig:
     return CompressionConfig(name, "mse", _bits(m[1]), granularity, group)
 
 
-@register(r"laaciq-(uniform|resource|minimax|english)-w(\d+)-ch")
+@register(r"laaciq-(uniform|resource|minimax|reference)-w(\d+)-ch")
 def _laaciq(name: str, m: re.Match[str]) -> CompressionConfig:
     return CompressionConfig(name, "laaciq", _bits(m[2]), "channel", weighting=m[1])
 

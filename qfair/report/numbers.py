@@ -143,6 +143,7 @@ def _mechanisms(results: Results) -> dict[str, str]:
         "census/max-kurtosis": fmt(census["max_kurtosis"], 2),
         "census/class": escape(census["class"]),
         "census/max-tensor": escape(census["max_kurtosis_tensor"]),
+        "census/embed-max-kurtosis": _optional(census.get("embed_max_kurtosis"), lambda v: fmt(v, 2)),
         "census/attn-mean": fmt(census["attn_mean_kurtosis"], 2),
         "census/mlp-mean": fmt(census["mlp_mean_kurtosis"], 2),
         "census/checkpoints": str(len(census["checkpoint_max_kurtosis"])),

@@ -33,7 +33,7 @@ CLIPPING_CONFIGS = [
         ("laaciq-uniform", ""),
         ("laaciq-resource", ""),
         ("laaciq-minimax", ""),
-        ("laaciq-english", ""),
+        ("laaciq-reference", ""),
         ("oracle", ""),
     )
 ]
