@@ -17,6 +17,7 @@ from qfair.analysis.stats import (
     SUPPORTED,
     correlation_battery,
     holm,
+    paired_bootstrap,
     partial_correlation,
     permutation_min_p,
     script_covariate,
@@ -316,3 +317,20 @@ def test_min_p_of_the_embedded_profiles_small_tests() -> None:
         sign_test_min_p(0)
     with pytest.raises(ValueError):
         permutation_min_p(4, 99, "bigger")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # BCa of a constant
+def test_paired_bootstrap_falls_back_per_statistic_on_the_same_resamples() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=30), rng.normal(size=30)
+
+    def two(x, y, axis=-1):  # a mean difference, and a statistic that is constant (BCa undefined)
+        return np.stack([(x - y).mean(axis=axis), np.zeros(np.shape(x)[:-1]) + 2.0])
+
+    low, high, fell_back, distribution = paired_bootstrap((a, b), two, 999, 0.9, np.random.default_rng(1))
+    assert fell_back.tolist() == [False, True] and distribution.shape == (2, 999)
+    assert (low[1], high[1]) == (2.0, 2.0)
+    direct = stats.bootstrap((a, b), lambda x, y, axis=-1: (x - y).mean(axis=axis), paired=True,
+                             vectorized=True, n_resamples=999, confidence_level=0.9, method="BCa",
+                             rng=np.random.default_rng(1)).confidence_interval
+    assert (low[0], high[0]) == pytest.approx((direct.low, direct.high))

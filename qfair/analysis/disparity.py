@@ -12,7 +12,8 @@ compressed NLL arrays are resampled with the same item indices (the test set is 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+
+from qfair.analysis.stats import paired_bootstrap
 
 DISPARITY_STATS = ("range", "worst", "mean", "tercile_ratio")
 
@@ -50,19 +51,9 @@ def disparity_statistics(rel: np.ndarray, bottom: np.ndarray, top: np.ndarray) -
 
 def _bootstrap(arrays: list[np.ndarray], statistic, resamples: int, confidence: float,
                seed: int, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Paired bootstrap CI; where BCa is undefined (a ratio near 0/0), the percentile interval
-    of the same resamples is used for that statistic; bounds stay NaN only if every resample is."""
-    result = stats.bootstrap(tuple(arrays), statistic, paired=True, vectorized=True,
-                             n_resamples=resamples, confidence_level=confidence,
-                             method=method, rng=np.random.default_rng(seed))
-    low = np.atleast_1d(np.asarray(result.confidence_interval.low, dtype=float))
-    high = np.atleast_1d(np.asarray(result.confidence_interval.high, dtype=float))
-    undefined = ~(np.isfinite(low) & np.isfinite(high))
-    if undefined.any():
-        distribution = np.atleast_2d(result.bootstrap_distribution)
-        tail = (1 - confidence) / 2
-        low[undefined] = np.nanquantile(distribution[undefined], tail, axis=-1)
-        high[undefined] = np.nanquantile(distribution[undefined], 1 - tail, axis=-1)
+    """Paired bootstrap CI over items (:func:`qfair.analysis.stats.paired_bootstrap`)."""
+    low, high, _, _ = paired_bootstrap(arrays, statistic, resamples, confidence,
+                                       np.random.default_rng(seed), method)
     return low, high
 
 

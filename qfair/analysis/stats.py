@@ -141,31 +141,45 @@ def partial_correlation(x, y, covariates: Mapping[str, np.ndarray], method: Meth
     return r, float(min(p, 1.0)), df
 
 
+def paired_bootstrap(data: Sequence[np.ndarray], statistic, n_resamples: int, confidence: float,
+                     rng: np.random.Generator, method: str = "BCa"
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Two-sided paired bootstrap CI (``scipy.stats.bootstrap``) with one fallback.
+
+    ``statistic(*arrays, axis)`` is vectorized and may return several statistics. Where
+    ``method``'s bounds are undefined (BCa's acceleration is 0/0, a ratio near 0/0, resamples whose
+    statistic is NaN), that statistic gets the percentile interval of the *same* resamples where it
+    is defined (a bootstrap conditional on them); its bounds stay NaN only if every resample is.
+    Returns ``(low, high, fell_back, distribution)``: 1-D arrays with one entry per statistic and
+    the bootstrap distribution (``[statistics, n_resamples]``).
+    """
+    with warnings.catch_warnings():
+        # Degenerate data is reported through the fallback mask instead of a warning.
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap(tuple(data), statistic, paired=True, vectorized=True,
+                                 n_resamples=n_resamples, confidence_level=confidence,
+                                 method=method, rng=rng)
+    low = np.atleast_1d(np.asarray(result.confidence_interval.low, dtype=float)).copy()
+    high = np.atleast_1d(np.asarray(result.confidence_interval.high, dtype=float)).copy()
+    distribution = np.atleast_2d(result.bootstrap_distribution)
+    fell_back = ~(np.isfinite(low) & np.isfinite(high))
+    if fell_back.any():
+        tail = (1 - confidence) / 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+            low[fell_back] = np.nanquantile(distribution[fell_back], tail, axis=-1)
+            high[fell_back] = np.nanquantile(distribution[fell_back], 1 - tail, axis=-1)
+    return low, high, fell_back, distribution
+
+
 def _bootstrap_ci(x: np.ndarray, y: np.ndarray, statistic, n_bootstrap: int, confidence: float,
                   rng: np.random.Generator) -> tuple[float, float, str, int]:
-    """Two-sided bootstrap CI over languages: BCa, falling back to percentile when BCa is NaN."""
-    common = {"paired": True, "vectorized": True, "confidence_level": confidence}
-    with warnings.catch_warnings():
-        # Degenerate data is reported through ``ci_method`` instead of a warning.
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        res = stats.bootstrap((x, y), statistic, n_resamples=n_bootstrap, method="BCa", rng=rng, **common)
-        low, high = res.confidence_interval
-        ci_method = "BCa"
-        if np.isnan(low) or np.isnan(high):
-            # Reuse the same resamples (n_resamples=0 adds none) so the fallback costs nothing.
-            res = stats.bootstrap((x, y), statistic, n_resamples=0, method="percentile",
-                                  bootstrap_result=res, rng=rng, **common)
-            low, high = res.confidence_interval
-            ci_method = "percentile"
-    distribution = res.bootstrap_distribution
+    """Two-sided bootstrap CI over languages (:func:`paired_bootstrap`) and how it was obtained."""
+    low, high, fell_back, distribution = paired_bootstrap((x, y), statistic, n_bootstrap, confidence, rng)
     undefined = int(np.isnan(distribution).sum())
-    if (np.isnan(low) or np.isnan(high)) and undefined < distribution.size:
-        # With few languages some resamples repeat one language only and have no correlation.
-        # Percentile CI of the resamples where it is defined (bootstrap conditional on them).
-        alpha = (1 - confidence) / 2
-        low, high = np.nanquantile(distribution, [alpha, 1 - alpha])
-        ci_method = "percentile_defined"
-    return float(low), float(high), ci_method, undefined
+    # With few languages some resamples repeat one language only and have no correlation.
+    ci_method = "BCa" if not fell_back[0] else "percentile_defined" if undefined else "percentile"
+    return float(low[0]), float(high[0]), ci_method, undefined
 
 
 def correlation_battery(x, y, languages: Sequence[str], covariates: Mapping[str, np.ndarray] | None = None,

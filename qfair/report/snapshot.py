@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-HEADLINE_CONFIGS = ("rtn-w4-ch-sym", "aciq-laplace-w4-ch", "laaciq-uniform-w4-ch", "oracle-w4-ch",
-                    "bnb-int8", "bnb-nf4", "rtn-w3-ch-sym", "rtn-w2-ch-sym", "prune-wanda-50")
+from qfair.report.tables import HEADLINE_CONFIGS
 
 
 def _fmt(value: float, digits: int = 3) -> str:
