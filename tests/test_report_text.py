@@ -1,0 +1,49 @@
+"""Generated prose and ledger rendering: signs, NOT TESTABLE hypotheses and their reasons."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from qfair.report.experiments import appendix_tex
+from qfair.report.numbers import _hypotheses, range_change
+from qfair.report.tables import ledger_table
+
+REASON = ("at n = 4 layers the smallest attainable p is 0.0625, not below alpha / m = 0.05 / 9 = 0.00556; "
+          "left out of the Holm family")
+LEDGER = {"hypotheses": [
+    {"id": "EXP-001", "statement": "s", "kind": "correlation", "verdict": "INCONCLUSIVE", "value": -0.37,
+     "ci_low": -0.6, "ci_high": -0.05, "p": 0.0175, "p_holm": 0.105, "n": 33, "min_p": 1e-4,
+     "holm_family": True, "statistic": "spearman_rho"},
+    {"id": "EXP-022", "statement": "attention heavier", "kind": "sign_test", "verdict": "NOT TESTABLE",
+     "n": 4, "min_p": 0.0625, "holm_family": False, "reason": REASON},
+    {"id": "EXP-023", "statement": "dropout", "kind": "not_run", "verdict": "NOT RUN", "reason": "one run"},
+]}
+
+
+@pytest.mark.parametrize(("reduction", "expected", "absent"), [
+    (0.032, r"narrows the range by only 3.2\%, less than the pre-registered 20\%", "widens"),
+    (-0.032, r"widens the range by 3.2\% instead of narrowing it by the pre-registered 20\%", "-3.2"),
+    (0.0, r"leaves the range unchanged instead of narrowing it by the pre-registered 20\%", "narrows the"),
+])
+def test_range_change_reads_right_for_either_sign(reduction: float, expected: str, absent: str) -> None:
+    text = range_change(reduction, 0.2)
+    assert text == expected and absent not in text
+
+
+def test_not_testable_numbers_carry_the_reason_and_leave_the_family() -> None:
+    numbers = _hypotheses(SimpleNamespace(ledger=LEDGER))
+    assert numbers["hyp/EXP-022/verdict"] == "NOT TESTABLE"
+    assert "0.0625" in numbers["hyp/EXP-022/reason"] and numbers["hyp/EXP-022/min-p"] == "0.0625"
+    assert "hyp/EXP-022/p-holm" not in numbers and "hyp/EXP-022/value" not in numbers
+    assert numbers["count/not-testable"] == "1" and numbers["count/holm-family"] == "1"
+    assert numbers["count/not-run"] == "1"
+
+
+def test_ledger_table_and_appendix_state_why_a_hypothesis_is_not_testable() -> None:
+    table = ledger_table(LEDGER)
+    assert r"\textsc{not testable}" in table and "min.\\ $p$ = 0.0625" in table
+    appendix = appendix_tex(LEDGER, set(), set(), "embedded")
+    line = next(line for line in appendix.splitlines() if line.startswith(r"\item EXP-022"))
+    assert r"\textsc{not testable}" in line and "0.0625" in line and "Holm family" in line
