@@ -161,6 +161,9 @@ def test_untestable_hypotheses_are_reported_and_left_out(ledger) -> None:
         assert record["verdict"] == "NOT TESTABLE" and record["min_p"] == pytest.approx(min_p)
         assert "p" not in record and "p_holm" not in record and record["holm_family"] is False
         assert record["n"] == 4 and f"{min_p:.3g}" in record["reason"] and "0.05 / 6" in record["reason"]
+        assert "ci_low" not in record and "value" in record  # a descriptive estimate, untested
+    assert ledger["S-1"]["value"] == 1.0 and ledger["C-layer"]["statistic"] == "spearman_rho"
+    assert ledger["C-layer"]["value"] == pytest.approx(1.0)  # sink_mass and max_kurtosis: same ranks
     assert ledger["C-ckpt"]["min_p"] == pytest.approx(1 / 720)  # six checkpoints: exact, 6! pairings
 
 

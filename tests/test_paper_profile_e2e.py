@@ -54,7 +54,8 @@ LANGS = list(WORDS)
 # BLOOM's model card publishes shares for every language here but English.
 WITHOUT_SHARE = ["eng_Latn"]
 # Every config the paper ledger names, plus bitsandbytes int8 (real kernels, CPU).
-SWEEP = ["rtn-w8-ch-sym", "rtn-w4-ch-sym", "rtn-w3-ch-sym", "rtn-w4-g128-sym", "aciq-laplace-w4-ch",
+SWEEP = ["rtn-w8-ch-sym", "rtn-w4-ch-sym", "rtn-w3-ch-sym", "rtn-w4-g128-sym", "rtn-w4-g64-sym",
+         "aciq-laplace-w4-ch",
          "laaciq-uniform-w4-ch", "laaciq-minimax-w4-ch", "bnb-int8", "bnb-nf4"]
 NOT_COPIED = ("data/", "models/", "results/", "metrics/", ".dvc/cache/", ".dvc/tmp/", ".venv/", ".git/",
               "paper/build/")

@@ -36,7 +36,7 @@ TARGETS = [] if TEX else sorted(STAGES)
 # Includes every config the ledger's hypotheses name (params validation insists).
 # The paper's text quotes rtn-w4-tensor-sym, bnb-int8 and bnb-nf4 too.
 SWEEP = ["rtn-w8-ch-sym", "rtn-w4-tensor-sym", "rtn-w4-ch-sym", "rtn-w3-ch-sym", "rtn-w2-tensor-sym",
-         "rtn-w4-g128-sym", "rtn-w3-g16-asym",
+         "rtn-w4-g128-sym", "rtn-w4-g64-sym", "rtn-w3-g16-asym",
          "aciq-laplace-w4-ch", "aciq-mix-w4-ch", "mse-w4-ch", "laaciq-uniform-w4-ch",
          "laaciq-minimax-w4-ch", "oracle-w4-ch", "bnb-int8", "bnb-nf4", "prune-wanda-50",
          "prune-magnitude-tensor-30"]
@@ -75,6 +75,9 @@ def _tiny_params(base: dict) -> dict:
     params["eval"].update(bootstrap_resamples=200, max_tokens=8192, batch_tokens=8192)
     params["compress"].update(configs=list(SWEEP), items_per_language=20, calibration_items=8,
                               bootstrap_resamples=200)
+    # 5 languages: a permutation test cannot go below 1/120, so only EXP-001 is corrected as a family
+    # (the others alone); the layer and checkpoint tests stay NOT TESTABLE at n = 4
+    params["analysis"]["holm_family"] = ["EXP-001"]
     return params
 
 
@@ -220,7 +223,7 @@ def test_ledger_has_a_verdict_for_every_hypothesis(repo: Repo, first_run: dict) 
     ledger = json.loads(repo.read("results/hypotheses.json"))
     ids = [rule["id"] for rule in repo.params["hypotheses"]]
     assert [row["id"] for row in ledger["hypotheses"]] == ids
-    allowed = {"SUPPORTED", "REJECTED", "INCONCLUSIVE", "NOT RUN"}
+    allowed = {"SUPPORTED", "REJECTED", "INCONCLUSIVE", "NOT TESTABLE", "NOT RUN"}
     assert all(row["verdict"] in allowed for row in ledger["hypotheses"])
     tested = [row for row in ledger["hypotheses"] if "p_holm" in row]
     assert tested and all(row["p_holm"] >= row["p"] for row in tested)

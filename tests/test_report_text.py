@@ -17,7 +17,8 @@ LEDGER = {"hypotheses": [
      "ci_low": -0.6, "ci_high": -0.05, "p": 0.0175, "p_holm": 0.105, "n": 33, "min_p": 1e-4,
      "holm_family": True, "statistic": "spearman_rho"},
     {"id": "EXP-022", "statement": "attention heavier", "kind": "sign_test", "verdict": "NOT TESTABLE",
-     "n": 4, "min_p": 0.0625, "holm_family": False, "reason": REASON},
+     "n": 4, "min_p": 0.0625, "holm_family": False, "reason": REASON, "statistic": "share_x_greater",
+     "value": 0.75},
     {"id": "EXP-023", "statement": "dropout", "kind": "not_run", "verdict": "NOT RUN", "reason": "one run"},
 ]}
 
@@ -36,14 +37,16 @@ def test_not_testable_numbers_carry_the_reason_and_leave_the_family() -> None:
     numbers = _hypotheses(SimpleNamespace(ledger=LEDGER))
     assert numbers["hyp/EXP-022/verdict"] == "NOT TESTABLE"
     assert "0.0625" in numbers["hyp/EXP-022/reason"] and numbers["hyp/EXP-022/min-p"] == "0.0625"
-    assert "hyp/EXP-022/p-holm" not in numbers and "hyp/EXP-022/value" not in numbers
+    assert "hyp/EXP-022/p-holm" not in numbers and "hyp/EXP-022/ci" not in numbers
+    assert numbers["hyp/EXP-022/value"] == "0.750"  # descriptive, untested
     assert numbers["count/not-testable"] == "1" and numbers["count/holm-family"] == "1"
     assert numbers["count/not-run"] == "1"
 
 
 def test_ledger_table_and_appendix_state_why_a_hypothesis_is_not_testable() -> None:
     table = ledger_table(LEDGER)
-    assert r"\textsc{not testable}" in table and "min.\\ $p$ = 0.0625" in table
+    assert r"\textsc{not testable}" in table and "0.750; $n$ = 4: min.\\ $p$ = 0.0625" in table
     appendix = appendix_tex(LEDGER, set(), set(), "embedded")
     line = next(line for line in appendix.splitlines() if line.startswith(r"\item EXP-022"))
     assert r"\textsc{not testable}" in line and "0.0625" in line and "Holm family" in line
+    assert r"\qfnum{hyp/EXP-022/value}, untested" in line

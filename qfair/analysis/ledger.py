@@ -146,6 +146,15 @@ def _not_testable(min_p: float, level: float, n: int, unit: str, alpha: float, m
             "left out of the Holm family")
 
 
+def _estimate(rule, table: pd.DataFrame) -> dict:
+    """The point estimate alone (descriptive: no CI, no p) of a correlation that is not tested."""
+    x, y = _column(table, rule.x, rule.id), _column(table, rule.y, rule.id)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = float((sps.spearmanr if rule.statistic == "spearman" else sps.pearsonr)(x, y).statistic)
+    name = {"spearman": "spearman_rho", "pearson": "pearson_r"}[rule.statistic]
+    return {"statistic": name, "value": value} if np.isfinite(value) else {}
+
+
 def _correlation(rule, table: pd.DataFrame, left_out: list[str], settings: dict) -> dict:
     covariates = {c: _column(table, c, rule.id) for c in rule.covariates}
     result = correlation_battery(
@@ -215,8 +224,10 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], sweep_verd
         m = len(family) if rule.id in family else 1
         min_p = min_attainable_p(rule, n, permutation_resamples)
         if min_p >= alpha / m:
+            estimate = (_estimate(rule, table) if rule.kind == "correlation"
+                        else {"statistic": "share_x_greater", "value": wins / n})
             records.append({**base, "n": n, "min_p": min_p, "verdict": NOT_TESTABLE,
-                            "holm_family": False,
+                            "holm_family": False, **estimate,
                             "reason": _not_testable(min_p, alpha / m, n, rule.unit, alpha, m)})
             continue
         result = (_correlation(rule, table, left_out, settings) if rule.kind == "correlation"

@@ -198,8 +198,11 @@ def _hypothesis_line(row: dict, profile: str) -> str:
     head = rf"\item {escape(row['id'])} ({escape(row['statement'])})"
     if row["verdict"] == "NOT RUN":
         return f"{head}: not run in the {escape(profile)} profile; {escape(row['reason'])}."
-    if row["verdict"] == "NOT TESTABLE":
-        return rf"{head}: \textsc{{not testable}} in the {escape(profile)} profile; {escape(row['reason'])}."
+    if row["verdict"] == "NOT TESTABLE":  # the estimate is descriptive only
+        estimate = (rf" (estimate \qfnum{{hyp/{row['id']}/value}}, untested)"
+                    if row.get("value") is not None else "")
+        return (rf"{head}: \textsc{{not testable}} in the {escape(profile)} profile{estimate}; "
+                rf"{escape(row['reason'])}.")
     return (
         rf"{head}: \textsc{{{escape(row['verdict'].lower())}}};"
         rf" estimate \qfnum{{hyp/{row['id']}/value}}"
