@@ -50,3 +50,29 @@ def test_ledger_table_and_appendix_state_why_a_hypothesis_is_not_testable() -> N
     line = next(line for line in appendix.splitlines() if line.startswith(r"\item EXP-022"))
     assert r"\textsc{not testable}" in line and "0.0625" in line and "Holm family" in line
     assert r"\qfnum{hyp/EXP-022/value}, untested" in line
+
+
+def test_snapshot_lists_not_testable_hypotheses_with_their_reason() -> None:
+    import pandas as pd
+
+    from qfair.report.snapshot import snapshot_markdown
+
+    bpb = {"bits_per_byte": 1.5, "bpb_ci_low": 1.4, "bpb_ci_high": 1.6, "unigram_bits_per_byte": 4.0}
+    per_language = pd.DataFrame([{"split": split, "language": "en", **bpb} for split in ("test", "dev")])
+    split = {"min_bits_per_byte": 1.5, "max_bits_per_byte": 1.5, "languages": 1,
+             "languages_below_unigram": 1}
+    sweep = pd.DataFrame([{"config": "rtn-w4-ch-sym", "language": "en", "rel_degradation": 0.01}])
+    disparity = pd.DataFrame([{"config": "rtn-w4-ch-sym", "mean": 0.01, "range": 0.0, "range_ci_low": 0.0,
+                               "range_ci_high": 0.0, "worst_language": "en"}])
+    census = {"class": "Gaussian", "max_kurtosis": 0.36, "max_kurtosis_tensor": "h.0.dense.weight",
+              "embed_max_kurtosis": 1.18}
+    text = snapshot_markdown(
+        train={"steps": 1, "final_train_loss": 1.0, "final_dev_loss": 1.0},
+        eval_metrics={"test": split, "dev": split}, per_language=per_language,
+        manifest={"en": {"script": "Latn", "train_share": 1.0}}, disparity=disparity,
+        per_language_sweep=sweep, parameters=10, ledger={**LEDGER, "outlier_layers": [0]},
+        census=census, confidence=0.95)
+    row = next(line for line in text.splitlines() if line.startswith("| EXP-022 |"))
+    assert "share_x_greater 0.750, untested" in row and "0.0625" in row and "**NOT TESTABLE**" in row
+    assert "among the quantized weight matrices; embeddings 1.18" in text
+    assert "| en | Latn |" in text and "0.01000 |" in text

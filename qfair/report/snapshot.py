@@ -11,6 +11,10 @@ def _fmt(value: float, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _optional(value: float | None) -> str:
+    return "n/a" if value is None else _fmt(value, 2)
+
+
 def _model_line(train: dict, parameters: int, eval_metrics: dict) -> str:
     """What the model is: trained here (BLOOM, with its losses) or a published hub checkpoint."""
     if train.get("source") != "hub":
@@ -67,12 +71,17 @@ def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFram
                      "relative change of the mean relative degradation "
                      f"{_fmt(row['mean_rel_degradation_increase'])}.")
     lines.append(f"- Weight census: class {census['class']}, largest excess kurtosis "
-                 f"{_fmt(census['max_kurtosis'], 2)} (`{census['max_kurtosis_tensor']}`); outlier "
+                 f"{_fmt(census['max_kurtosis'], 2)} (`{census['max_kurtosis_tensor']}`) among the "
+                 "quantized weight matrices; embeddings "
+                 f"{_optional(census.get('embed_max_kurtosis'))}; outlier "
                  f"layer(s) chosen from weights: {ledger['outlier_layers']}.")
     lines += ["", "## Hypothesis ledger (pre-registered in params.yaml; verdicts computed)", "",
               f"| id | statement | statistic [{level}] | Holm p | verdict |", "|---|---|---|---|---|"]
     for row in ledger["hypotheses"]:
-        if "value" in row:
+        if row["verdict"] == "NOT TESTABLE":  # a descriptive estimate at most, and why it is untested
+            value = f"{row.get('statistic', '')} {_fmt(row['value'])}, untested; " if "value" in row else ""
+            stat = value + row["reason"]
+        elif "value" in row:
             stat = (f"{row.get('statistic', '')} {_fmt(row['value'])} "
                     f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]")
             if row.get("left_out"):  # units without this test's metrics (no resource level)
