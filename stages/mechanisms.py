@@ -72,7 +72,8 @@ def main() -> None:
         r["id"]: {"verdict": r["verdict"], **({"value": r["value"]} if "value" in r else {}),
                   **({"p_holm": r["p_holm"]} if "p_holm" in r else {})} for r in ledger})
     for r in ledger:
-        value = f"{r['value']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" if "value" in r else ""
+        value = f"{r['value']:+.3f}" if "value" in r else ""
+        value += f" [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" if "ci_low" in r else ""
         print(f"{r['id']:10s} {r['verdict']:12s} {value} {r.get('reason', '')}")
     if not levels.complete:
         print(f"resource level: {levels.source}; none for {levels.missing}, left out of the "
