@@ -246,11 +246,11 @@ def tokenizer_premium(premium: pd.DataFrame, split: str = "test") -> Figure:
 
 
 def kurtosis_over_training(checkpoints: pd.DataFrame, profile: str = "embedded") -> Figure:
-    """Largest weight kurtosis at each saved checkpoint."""
+    """Largest kurtosis of the quantized weight matrices at each saved checkpoint."""
     if checkpoints.empty:
         return not_produced("kurtosis over training", profile, "the model has no training checkpoints")
     figure, axes = new_figure(COLUMN_WIDTH, 2.0)
     axes.plot(checkpoints["step"], checkpoints["max_kurtosis"], marker="o", color=PALETTE[0])
     axes.set_xlabel("training step")
-    axes.set_ylabel("max excess kurtosis")
+    axes.set_ylabel("max excess kurtosis (quantized matrices)")
     return figure
