@@ -1,9 +1,16 @@
-"""The ``qfair`` command: ``qfair check-repro`` (did this machine reproduce the committed results?)."""
+"""The ``qfair`` command.
+
+``qfair check-repro``: did this machine reproduce the committed results?
+``qfair index``: regenerate docs/experiments.md, the experiment index.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+import yaml
 
 from qfair import check_repro
 
@@ -14,7 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     repro = commands.add_parser("check-repro", help="compare the regenerated results with the committed ones")
     repro.add_argument("--ref", default="HEAD", help="the commit to compare with (default: HEAD)")
     repro.add_argument("--strict", action="store_true", help="exit 1 unless identical")
+    index = commands.add_parser("index", help="regenerate docs/experiments.md from the catalogue")
+    index.add_argument("--params", default="params.yaml")
+    index.add_argument("--out", default="docs/experiments.md")
     args = parser.parse_args(argv)
+    if args.command == "index":
+        return write_index(Path(args.params), Path(args.out))
     try:
         result = check_repro.compare(".", args.ref)
     except FileNotFoundError as error:
@@ -22,6 +34,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(check_repro.report(result, args.ref))
     return 1 if args.strict and not result.identical else 0
+
+
+def write_index(params: Path, out: Path) -> int:
+    """Write the experiment index for the hypotheses of ``params`` (see qfair.report.index)."""
+    from qfair.io import write_text
+    from qfair.report.index import index_markdown, paper_labels
+
+    hypotheses = yaml.safe_load(params.read_text(encoding="utf-8"))["hypotheses"]
+    write_text(out, index_markdown(hypotheses, paper_labels("paper")))
+    print(f"qfair index: wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ the reason the ledger or the catalogue gives.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from qfair.report.latex import escape
 
@@ -21,7 +21,17 @@ class Experiment:
     tables: tuple[str, ...] = ()  # keys of qfair.report.build.TABLES (input here)
     hypotheses: tuple[str, ...] = ()
     not_run: str = ""  # why the embedded profile cannot run it (empty: it runs)
-    labels: dict[str, str] = field(default_factory=dict)
+    # The one hop from an ID to its code: DVC stages that compute it, the library functions
+    # (dotted paths) that do the work, and the files it writes. tests/test_experiment_index.py
+    # resolves every entry, so a rename that forgets the catalogue fails CI.
+    stages: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The appendix subsection's LaTeX label."""
+        return "app:" + self.id.lower().replace("/", "-")
 
 
 CATALOGUE: tuple[Experiment, ...] = (
@@ -33,6 +43,19 @@ CATALOGUE: tuple[Experiment, ...] = (
         figures=("degradation_by_language",),
         tables=("per_language",),
         hypotheses=("EXP-001", "EXP-001b"),
+        stages=("compress_sweep", "mechanisms"),
+        functions=(
+            "qfair.quant.sweep.run_sweep",
+            "qfair.analysis.disparity.language_rho_ci",
+            "qfair.stats.correlation_battery",
+            "qfair.analysis.ledger.evaluate_ledger",
+        ),
+        outputs=(
+            "results/sweep/items.csv",
+            "results/sweep/per_language.csv",
+            "results/analysis/languages.csv",
+            "results/hypotheses.json",
+        ),
     ),
     Experiment(
         "EXP-007/008",
@@ -41,6 +64,17 @@ CATALOGUE: tuple[Experiment, ...] = (
         "them and the effective kurtosis, against degradation.",
         figures=("exp007_scatter",),
         hypotheses=("EXP-007", "EXP-008"),
+        stages=("activation_profile", "weight_census", "mechanisms"),
+        functions=(
+            "qfair.analysis.activations.profile_languages",
+            "qfair.analysis.mechanisms.outlier_layers",
+            "qfair.analysis.mechanisms.language_table",
+        ),
+        outputs=(
+            "results/activations/layers.csv",
+            "results/analysis/languages.csv",
+            "results/analysis/layers.csv",
+        ),
     ),
     Experiment(
         "EXP-020",
@@ -48,12 +82,30 @@ CATALOGUE: tuple[Experiment, ...] = (
         "Per-tensor statistics for every model of the profile and a class per model.",
         figures=("kurtosis_heatmap",),
         tables=("census",),
+        stages=("weight_census",),
+        functions=(
+            "qfair.analysis.census.census_safetensors",
+            "qfair.analysis.census.summarize_census",
+        ),
+        outputs=(
+            "results/census/tensors.csv",
+            "results/census/summary.json",
+        ),
     ),
     Experiment(
         "EXP-022/026",
         "Attention versus MLP",
         "Kurtosis by component; sign test across layers.",
         hypotheses=("EXP-022",),
+        stages=("weight_census", "mechanisms"),
+        functions=(
+            "qfair.analysis.mechanisms.component_table",
+            "qfair.analysis.ledger.evaluate_ledger",
+        ),
+        outputs=(
+            "results/analysis/components.csv",
+            "results/hypotheses.json",
+        ),
     ),
     Experiment(
         "EXP-024/025",
@@ -61,6 +113,14 @@ CATALOGUE: tuple[Experiment, ...] = (
         "Layer of maximal kurtosis; Spearman correlation of model size and maximal kurtosis within a family.",
         figures=("kurtosis_heatmap",),
         hypotheses=("EXP-025",),
+        stages=("weight_census", "mechanisms"),
+        functions=(
+            "qfair.analysis.mechanisms.layer_kurtosis",
+        ),
+        outputs=(
+            "results/analysis/layers.csv",
+            "results/census/summary.json",
+        ),
     ),
     Experiment(
         "EXP-023/027",
@@ -68,6 +128,15 @@ CATALOGUE: tuple[Experiment, ...] = (
         "Kurtosis per checkpoint; a dropout twin run.",
         figures=("kurtosis_over_training",),
         hypotheses=("EXP-027", "EXP-023"),
+        stages=("train_model", "weight_census", "mechanisms"),
+        functions=(
+            "qfair.analysis.census.summarize_census",
+            "qfair.analysis.mechanisms.checkpoint_table",
+        ),
+        outputs=(
+            "results/analysis/checkpoints.csv",
+            "results/hypotheses.json",
+        ),
     ),
     Experiment(
         "EXP-030",
@@ -75,6 +144,15 @@ CATALOGUE: tuple[Experiment, ...] = (
         "Per layer, attention mass on position 0 against the layer's maximal kurtosis.",
         figures=("sink_mass",),
         hypotheses=("EXP-030",),
+        stages=("activation_profile", "mechanisms"),
+        functions=(
+            "qfair.analysis.activations.profile_languages",
+            "qfair.analysis.mechanisms.layer_table",
+        ),
+        outputs=(
+            "results/activations/sink_heads.csv",
+            "results/analysis/layers.csv",
+        ),
     ),
     Experiment(
         "EXP-033",
@@ -82,12 +160,22 @@ CATALOGUE: tuple[Experiment, ...] = (
         "Tokens per byte and the premium over the reference language against degradation.",
         figures=("tokenizer_premium",),
         hypotheses=("EXP-033",),
+        stages=("tokenizer_premium", "mechanisms"),
+        functions=(
+            "qfair.analysis.tokenization.premium_table",
+            "qfair.analysis.ledger.evaluate_ledger",
+        ),
+        outputs=(
+            "results/tokenizers/premium.csv",
+            "results/hypotheses.json",
+        ),
     ),
     Experiment(
         "EXP-034",
         "Language-specific heads versus outliers",
         "Overlap of language-specific heads with outlier-heavy heads.",
         hypotheses=("EXP-034",),
+        not_run="it needs B-001's language-specific heads (Track B), not built yet",
     ),
     Experiment(
         "EXP-009",
@@ -95,6 +183,16 @@ CATALOGUE: tuple[Experiment, ...] = (
         "Round-to-nearest at every bit width, granularity and symmetry, plus bitsandbytes; threshold bits.",
         figures=("disparity_vs_bits",),
         tables=("sweep_all",),
+        stages=("compress_sweep",),
+        functions=(
+            "qfair.quant.rtn.quantize_rtn",
+            "qfair.analysis.sweep.disparity_table",
+            "qfair.analysis.sweep.threshold_table",
+        ),
+        outputs=(
+            "results/sweep/disparity.csv",
+            "results/sweep/threshold_bits.csv",
+        ),
     ),
     Experiment(
         "EXP-031",
@@ -103,6 +201,15 @@ CATALOGUE: tuple[Experiment, ...] = (
         figures=("clipping",),
         tables=("clipping",),
         hypotheses=("EXP-031",),
+        stages=("compress_sweep", "mechanisms"),
+        functions=(
+            "qfair.quant.laaciq.laaciq_clip",
+            "qfair.analysis.sweep.laaciq_verdicts",
+        ),
+        outputs=(
+            "results/sweep/items.csv",
+            "results/hypotheses.json",
+        ),
     ),
     Experiment(
         "REAL-001",
@@ -110,6 +217,15 @@ CATALOGUE: tuple[Experiment, ...] = (
         "bitsandbytes-loaded models evaluated per language and compared with fake quantization.",
         tables=("headline",),
         hypotheses=("REAL-001",),
+        stages=("compress_sweep", "mechanisms"),
+        functions=(
+            "qfair.quant.apply.load_bitsandbytes",
+            "qfair.analysis.ledger.evaluate_ledger",
+        ),
+        outputs=(
+            "results/sweep/per_language.csv",
+            "results/hypotheses.json",
+        ),
     ),
     Experiment(
         "B-001",
@@ -147,13 +263,36 @@ CATALOGUE: tuple[Experiment, ...] = (
         "Tokens per byte and premium per tokenizer on the parallel test set and the UDHR.",
         figures=("tokenizer_premium",),
         tables=("tokenizers",),
+        stages=("tokenizer_premium",),
+        functions=(
+            "qfair.analysis.tokenization.premium_table",
+        ),
+        outputs=(
+            "results/tokenizers/premium.csv",
+        ),
     ),
-    Experiment("C-002", "Quantization fairness", "A view of EXP-001.", figures=("degradation_by_language",)),
+    Experiment(
+        "C-002",
+        "Quantization fairness",
+        "A view of EXP-001.",
+        figures=("degradation_by_language",),
+        stages=("compress_sweep",),
+        functions=("qfair.analysis.disparity.disparity",),
+        outputs=("results/sweep/disparity.csv",),
+    ),
     Experiment(
         "C-003",
         "Pruning",
         "Magnitude and Wanda unstructured pruning; per-language degradation.",
         tables=("pruning",),
+        stages=("compress_sweep",),
+        functions=(
+            "qfair.quant.prune.prune_magnitude",
+            "qfair.quant.prune.prune_wanda",
+        ),
+        outputs=(
+            "results/sweep/per_language.csv",
+        ),
     ),
     Experiment(
         "C-004",
@@ -216,6 +355,20 @@ def _hypothesis_line(row: dict, profile: str) -> str:
     )
 
 
+def _code(name: str) -> str:
+    # Dotted paths are long: allow a line break after every dot and slash.
+    return r"\texttt{" + escape(name).replace(".", r".\allowbreak{}").replace("/", r"/\allowbreak{}") + "}"
+
+
+def _code_line(experiment: Experiment) -> str:
+    """Where the experiment is computed: stages, library functions, output files."""
+    return (
+        r"\par\emph{Computed by} stage " + ", ".join(_code(s) for s in experiment.stages)
+        + r"; \emph{library:} " + ", ".join(_code(f) for f in experiment.functions)
+        + r"; \emph{writes:} " + ", ".join(_code(o) for o in experiment.outputs) + "."
+    )
+
+
 def appendix_tex(ledger: dict, figures: set[str], tables: set[str], profile: str) -> str:
     """The appendix sections; ``figures``/``tables`` are the artifacts this run produced."""
     by_id = {row["id"]: row for row in ledger["hypotheses"]}
@@ -223,9 +376,11 @@ def appendix_tex(ledger: dict, figures: set[str], tables: set[str], profile: str
     for experiment in CATALOGUE:
         lines += [
             rf"\subsection{{{escape(experiment.id)}: {escape(experiment.title)}}}",
-            rf"\label{{app:{experiment.id.lower().replace('/', '-')}}}",
+            rf"\label{{{experiment.label}}}",
             escape(experiment.question),
         ]
+        if experiment.stages:
+            lines.append(_code_line(experiment))
         shown_figures = [name for name in experiment.figures if name in figures]
         shown_tables = [name for name in experiment.tables if name in tables]
         rows = [by_id[h] for h in experiment.hypotheses if h in by_id]
