@@ -14,10 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from qfair.eval import score_items
 from qfair.io import write_csv
-from qfair.models import build_bloom
-from qfair.quant import sweep as sweep_module
+from qfair.models.load import build_bloom
+from qfair.quant import sweep_runner
 from qfair.quant.apply import (
     WeightSnapshot,
     apply_in_place,
@@ -26,7 +25,7 @@ from qfair.quant.apply import (
     target_linears,
 )
 from qfair.quant.configs import parse_config
-from qfair.quant.sweep import (
+from qfair.quant.sweep_runner import (
     Calibration,
     PartialResults,
     SweepSettings,
@@ -35,6 +34,7 @@ from qfair.quant.sweep import (
     run_sweep,
     sweep_fingerprint,
 )
+from qfair.scoring.causal import score_items
 
 EXCLUDE = ["lm_head"]
 N_LAYER = 2
@@ -348,7 +348,7 @@ def test_sweep_fake_quant_rows_match_manual_application(sweep, bloom64, tiny_tok
 
 SHARE = {"en": 0.6, "hi_IN": 0.3, "zh_Hans": 0.1}
 INTERRUPT_AT = 3  # SWEEP_CONFIGS[3] (the oracle) is interrupted, after fp and three configs
-REAL_SCORE = sweep_module._score
+REAL_SCORE = sweep_runner._score
 
 
 def _scoring_spy(monkeypatch, interrupt: str | None = None) -> list[str]:
@@ -361,7 +361,7 @@ def _scoring_spy(monkeypatch, interrupt: str | None = None) -> list[str]:
         scored.append(config)
         return real(model, tokenizer, texts, languages, settings, config)
 
-    monkeypatch.setattr(sweep_module, "_score", spy)
+    monkeypatch.setattr(sweep_runner, "_score", spy)
     return scored
 
 

@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qfair.eval import (
+from qfair.scoring.causal import (
     TokenItems,
     bits_per_byte,
     bits_per_byte_ci,
@@ -278,7 +278,7 @@ def test_token_items_padded_batch_matches_a_row_by_row_build(items, data) -> Non
 
 
 def test_both_nll_layouts_compute_the_log_softmax_nll() -> None:
-    from qfair.eval import _nll_class_axis_second, _nll_last_axis
+    from qfair.scoring.causal import _nll_class_axis_second, _nll_last_axis
 
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 11, 5000, generator=generator) * 4
@@ -296,7 +296,7 @@ def test_both_nll_layouts_compute_the_log_softmax_nll() -> None:
 
 
 def test_fused_nll_equals_the_log_softmax_nll() -> None:
-    from qfair.eval import fused_token_nll_sums, token_nll_sums
+    from qfair.scoring.causal import fused_token_nll_sums, token_nll_sums
 
     generator = torch.Generator().manual_seed(1)
     logits = torch.randn(4, 9, 3000, generator=generator) * 4
@@ -331,9 +331,9 @@ def test_compiled_scoring_matches_eager(tiny_model, tiny_tokenizer, tiny_corpus,
     dynamo and run by the cheap ``aot_eager`` backend; the inductor test below is opt-in."""
     import torch._dynamo
 
-    import qfair.eval
+    import qfair.scoring.causal
 
-    monkeypatch.setattr(qfair.eval, "COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(qfair.scoring.causal, "COMPILE_BACKEND", "aot_eager")
     torch._dynamo.reset()
     try:
         _compiled_matches_eager(tiny_model, tiny_tokenizer, _varied_texts(tiny_corpus))

@@ -20,8 +20,8 @@ from transformers import (
     XLMRobertaForMaskedLM,
 )
 
-from qfair.eval import score_corpus
-from qfair.eval_mlm import encode_pll_items, load_masked_lm, score_items_pll, score_items_pll_naive
+from qfair.scoring.causal import score_corpus
+from qfair.scoring.mlm import encode_pll_items, load_masked_lm, score_items_pll, score_items_pll_naive
 
 WORDS = ["river", "long", "the", "is", "odò", "gùn", "नदी", "लंबी", "है", "河", "很", "长", "a", "b", "c"]
 TEXTS = ["the river is long", "odò gùn", "नदी लंबी है", "河 很 长", "a b c a b c the river",

@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from qfair.errors import QfairError
-from qfair.models import DamagedModelError, build_bloom, count_parameters, load_model
+from qfair.models.load import DamagedModelError, build_bloom, count_parameters, load_model
 
 VOCAB = 96
 TOKENS = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)

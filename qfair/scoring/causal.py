@@ -311,7 +311,7 @@ def score_corpus(model: torch.nn.Module, tokenizer, splits: dict[str, dict[str, 
     """Score every item of every split and language in one batched pass.
 
     ``scorer`` replaces :func:`score_items` (same arguments), e.g. with
-    ``qfair.distributed.score_items`` to share the work among ``torchrun`` ranks.
+    ``qfair.scoring.distributed.score_items`` to share the work among ``torchrun`` ranks.
     Returns a tidy table: split, language, item_id, nll, n_tokens, n_bytes.
     """
     keys = [(split, lang, item_id) for split, per_lang in splits.items()
