@@ -331,7 +331,7 @@ def compress_sweep(params, corpus: Path, model_dir: Path, partial: Path | None =
     configs = [parse_config(name) for name in cp.configs]
     preflight(params, model=False, flores=False)  # eval.device: cuda on a machine without CUDA
     levels = resource_levels(params, read_manifest(corpus)["languages"])
-    share = check_sweepable(model_kind(params), params.model.name, configs, levels)
+    share = check_sweepable(model_kind(params), getattr(params.model, "name", "bloom"), configs, levels)
     check_group_sizes(configs, layer_input_widths(model_dir, cp.exclude_modules))
     deterministic_cpu(params.train.threads)
     started = time.perf_counter()
