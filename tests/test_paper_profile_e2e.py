@@ -461,10 +461,10 @@ def test_sweep_refuses_what_it_cannot_do(paper_repo: PaperRepo, repro: list[str]
 def test_masked_lm_is_evaluated_by_pseudo_log_likelihood(paper_repo: PaperRepo, repro: list[str],
                                                          tmp_path: Path) -> None:
     """mbert (kind masked_lm): materialized like any hub model, scored by PLL in the evaluate stage."""
+    from pll_reference import score_items_pll_naive
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from qfair.corpus.store import read_split
-    from qfair.scoring.mlm import score_items_pll_naive
 
     work = paper_repo.scratch(tmp_path, ("data",), model={"name": "mbert"})
     for stage in ("train_tokenizer", "train_model", "evaluate"):

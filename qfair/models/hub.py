@@ -97,14 +97,12 @@ def preflight(params, *, device: bool = True, model: bool = True, flores: bool =
     (unless corpus.flores.data_dir points at a local copy, or HF_HUB_OFFLINE is set).
     """
     problems = []
-    if device and params.eval.device == "cuda":
-        if cuda_available is None:
-            import torch
+    if device:
+        from qfair.models.load import device_problem
 
-            cuda_available = torch.cuda.is_available()
-        if not cuda_available:
-            problems.append("eval.device: 'cuda' but this machine has no CUDA device "
-                            "(torch.cuda.is_available() is False); use eval.device: cpu here")
+        problem = device_problem(params.eval.device, cuda_available)
+        if problem is not None:
+            problems.append(f"eval.device: {params.eval.device!r}: {problem}")
     if model and getattr(params.model, "source", "train") == "hub":
         entry = registry_entry(params.model.name)
         if entry.gated and not hub_token(env) and not offline(env):

@@ -249,9 +249,10 @@ def score_token_batches(model: torch.nn.Module, tokens: TokenItems, batches: Seq
     return nll.cpu().numpy()
 
 
-def check_finite(nll: np.ndarray) -> None:
+def check_finite_nll(nll: np.ndarray, scorer: str = "score_items") -> None:
+    """Raise ``FloatingPointError`` if the model gave any item a NaN or infinite NLL."""
     if not np.all(np.isfinite(nll)):
-        raise FloatingPointError("score_items: the model produced a non-finite NLL")
+        raise FloatingPointError(f"{scorer}: the model produced a non-finite NLL")
 
 
 def score_items(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_tokens: int = 4096,
@@ -266,7 +267,7 @@ def score_items(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_t
     tokens = TokenItems.from_lists(encode_items(tokenizer, texts, max_tokens))
     batches = length_sorted_batches(tokens.lengths, batch_tokens)
     nll = score_token_batches(model, tokens, batches, pad_token_id(tokenizer), progress, compile=compile)
-    check_finite(nll)
+    check_finite_nll(nll)
     return ItemScores(nll=nll, n_tokens=tokens.lengths - 1, n_bytes=utf8_lengths(texts))
 
 

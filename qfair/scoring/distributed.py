@@ -146,5 +146,5 @@ def score_items(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_t
     backend_device = (causal.model_device(model) if dist.get_backend() == "nccl"
                       else torch.device("cpu"))
     full = gather_nll(nll, indices, backend_device)  # every batch has one rank: no item is missing
-    causal.check_finite(full)
+    causal.check_finite_nll(full)
     return ItemScores(nll=full, n_tokens=tokens.lengths - 1, n_bytes=causal.utf8_lengths(texts))

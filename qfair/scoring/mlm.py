@@ -18,7 +18,6 @@ lower than a causal LM's NLL on the same text. Compare PLL results only with oth
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from tqdm import tqdm
 from qfair.scoring.causal import (
     ItemScores,
     TokenItems,
-    check_finite,
+    check_finite_nll,
     length_sorted_batches,
     model_device,
     pad_token_id,
@@ -39,15 +38,6 @@ from qfair.scoring.causal import (
 # The module that maps final hidden states to vocabulary logits, by architecture:
 # BertForMaskedLM.cls, (XLM-)RobertaForMaskedLM.lm_head.
 _HEAD_NAMES = ("cls", "lm_head")
-
-
-def load_masked_lm(path: str | Path, dtype: str = "float32", device: str = "cpu",
-                   attn_implementation: str | None = None) -> nn.Module:
-    """A saved masked LM (:func:`qfair.models.load.load_model` with ``kind="masked_lm"``)."""
-    from qfair.models.load import load_model
-
-    return load_model(path, dtype=dtype, device=device, attn_implementation=attn_implementation,
-                      kind="masked_lm")
 
 
 def encode_pll_items(tokenizer, texts: Sequence[str],
@@ -126,28 +116,8 @@ def score_items_pll(model: nn.Module, tokenizer, texts: Sequence[str], batch_tok
         picked = log_probs.gather(-1, to_device(copy_target[batch], device)[:, None]).squeeze(-1)
         nll.index_add_(0, to_device(copy_item[batch], device), -picked.double())
     result = nll.cpu().numpy()
-    check_finite(result)
+    check_finite_nll(result, "score_items_pll")
     return ItemScores(nll=result, n_tokens=counts, n_bytes=utf8_lengths(texts))
-
-
-@torch.no_grad()
-def score_items_pll_naive(model: nn.Module, tokenizer, texts: Sequence[str],
-                          max_tokens: int = 512) -> ItemScores:
-    """The reference: one forward pass of the whole model per masked token (tests, benchmarks)."""
-    items, positions = encode_pll_items(tokenizer, texts, max_tokens)
-    device = model_device(model)
-    nll = []
-    for ids, scored in zip(items, positions, strict=True):
-        total = 0.0
-        for position in scored:
-            masked = torch.tensor([ids], device=device)
-            masked[0, position] = tokenizer.mask_token_id
-            logits = model(input_ids=masked).logits[0, position].float()
-            total -= float(torch.log_softmax(logits, dim=-1)[ids[position]])
-        nll.append(total)
-    return ItemScores(nll=np.array(nll, dtype=np.float64),
-                      n_tokens=np.array([len(p) for p in positions], dtype=np.int64),
-                      n_bytes=utf8_lengths(texts))
 
 
 def pll_bits_per_byte_note() -> str:
