@@ -205,6 +205,40 @@ def test_score_corpus_table(tiny_model, tiny_tokenizer, tiny_corpus) -> None:
                                        rel=1e-5)
 
 
+def test_evaluate_summary_adds_the_unigram_script_and_resource_level(tiny_model, tiny_tokenizer,
+                                                                     tiny_corpus) -> None:
+    """qfair.scoring.summary: the evaluate stage's table, from scores to metrics."""
+    from qfair.analysis.resource import from_manifest
+    from qfair.scoring.summary import (
+        add_unigram_nll,
+        eval_metrics,
+        language_summary,
+        score_splits,
+        unigram_split,
+    )
+
+    splits = {"test": {loc: dict(list(items.items())[:4])
+                       for loc, items in tiny_corpus.splits["test"].items()}}
+    items = score_splits(tiny_model, tiny_tokenizer, splits, masked=False, batch_tokens=512,
+                         max_tokens=1024)
+    assert unigram_split(tiny_corpus.splits["train"]) == "train"
+    assert unigram_split({loc: {} for loc in tiny_corpus.splits["train"]}) == "dev"
+    add_unigram_nll(items, splits, tiny_corpus.splits["train"])
+    row = items.iloc[0]
+    fitted = list(tiny_corpus.splits["train"][row["language"]].values())
+    text = splits["test"][row["language"]][row["item_id"]]
+    assert row["unigram_nll"] == unigram_byte_nll(fitted, [text])[0]
+    languages = tiny_corpus.manifest["languages"]
+    summary = language_summary(items, languages, from_manifest(languages), resamples=50,
+                               confidence=0.9, method="percentile", seed=0)
+    assert list(summary.columns[:4]) == ["split", "language", "script", "resource_level"]
+    assert (summary["unigram_bits_per_byte"] > 0).all()
+    metrics = eval_metrics(summary, hub=False, masked=False, fitted_on="train")
+    assert metrics["test"]["languages"] == len(splits["test"]) and "scoring" not in metrics["test"]
+    hub = eval_metrics(summary, hub=True, masked=False, fitted_on="dev")["test"]
+    assert hub["scoring"] == "causal bits per byte" and hub["unigram_fitted_on"] == "dev"
+
+
 # ------------------------------------------------ the fast path (GPU-ready) against the old loop
 
 

@@ -289,3 +289,15 @@ def test_truncated_newest_checkpoint_resumes_from_an_earlier_one(make_bloom, tin
     assert steps == [4, 5, 6]
     assert _identical(_weights(model), weights)
     assert resumed.rows == log.rows
+
+
+def test_dev_blocks_are_consecutive_windows_from_the_start() -> None:
+    from qfair.models.train import dev_blocks
+
+    dev = torch.arange(50)
+    blocks = dev_blocks(dev, context_length=9, count=3)
+    assert [b.shape for b in blocks] == [(1, 10)] * 3
+    assert torch.equal(torch.cat(blocks, dim=1)[0], dev[:30])
+    assert len(dev_blocks(dev, context_length=9)) == 5  # at most what the stream holds
+    with pytest.raises(ValueError, match="fewer than one block"):
+        dev_blocks(torch.arange(5), context_length=9)
