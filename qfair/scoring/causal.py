@@ -4,6 +4,12 @@ Every model qfair scores, full precision or compressed, goes through :func:`scor
 Definitions follow EXPERIMENTS.md: an item's NLL is the sum over its tokens (each predicted from
 BOS and the item's earlier tokens) in nats; bits per byte divides a language's summed NLL by
 ``ln 2`` times its UTF-8 bytes.
+
+The per-token NLL has three forms, one per pipeline path, all the same quantity up to float32
+rounding: on CPU, ``cross_entropy`` with the class axis second (every committed output; the other
+forms differ from it in the last bits of most tokens, so it stays); on a GPU, a log-softmax along
+the contiguous vocabulary axis (the strided form is slow there); under ``eval.compile``, the fused
+``logsumexp - logit`` (:func:`fused_token_nll_sums`), one graph with the forward pass.
 """
 
 from __future__ import annotations
