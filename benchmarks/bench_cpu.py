@@ -18,11 +18,11 @@ import torch
 from transformers import AutoTokenizer
 
 from qfair.corpus.store import read_split
-from qfair.eval import score_items, score_items_one_by_one
-from qfair.models import load_model
+from qfair.models.load import load_model
 from qfair.params import load_params
 from qfair.quant.apply import WeightSnapshot, apply_in_place, target_linears
 from qfair.quant.configs import parse_config
+from qfair.scoring.causal import score_items, score_items_one_by_one
 
 MODEL = Path("models/embedded/final")
 CONFIGS = ["rtn-w4-ch-sym", "aciq-laplace-w4-ch", "rtn-w3-g128-sym", "prune-magnitude-tensor-50"]

@@ -6,7 +6,7 @@
    559M parameters), built from its config with random weights, in bf16 on the GPU. Throughput
    does not depend on the weights' values, only on shapes, so random weights measure what the
    published checkpoint would. MFU = 2 x parameters x input tokens / seconds / measured peak,
-   for ``qfair.eval.score_items`` end to end (tokenization included), and its speed-up over a
+   for ``qfair.scoring.causal.score_items`` end to end (tokenization included), and its speed-up over a
    plain transformers loop that scores one item per forward pass, on the same items.
    A kernel profile of a quarter of the items says where the device time goes, and one variant
    (BLOOM's GELU, seven elementwise kernels in transformers, swapped for PyTorch's fused
@@ -44,13 +44,13 @@ import torch
 import yaml
 from transformers import AutoTokenizer, BloomConfig, BloomForCausalLM
 
-import qfair.eval as qeval
-from qfair.eval import encode_items, fused_token_nll_sums, score_items
 from qfair.io import read_jsonl
-from qfair.models import count_parameters
+from qfair.models.load import count_parameters
 from qfair.quant.apply import WeightSnapshot, apply_in_place, load_bitsandbytes, target_linears
 from qfair.quant.configs import parse_config
-from qfair.quant.sweep import SweepSettings, calibrate
+from qfair.quant.sweep_runner import SweepSettings, calibrate
+from qfair.scoring import causal
+from qfair.scoring.causal import encode_items, fused_token_nll_sums, score_items
 
 BLOOM_560M = dict(vocab_size=250_880, hidden_size=1024, n_layer=24, n_head=16)
 SMOKE_MODEL = dict(vocab_size=8_000, hidden_size=128, n_layer=2, n_head=4)
@@ -213,15 +213,15 @@ def measure_compiled(model, tokenizer, texts: list[str], subset: list[str], eage
     if not optional("fused-NLL-only variant"):
         return True
     # The fused NLL alone: the eager model, its logits' NLL through the compiled fused function.
-    eager_nll_fn = qeval.token_nll_sums
+    eager_nll_fn = causal.token_nll_sums
     quarter_eager = score_items(model, tokenizer, subset, batch_tokens, 10**6).nll
     try:
-        qeval.token_nll_sums = torch.compile(fused_token_nll_sums, dynamic=True)
+        causal.token_nll_sums = torch.compile(fused_token_nll_sums, dynamic=True)
         score_items(model, tokenizer, subset[:300], batch_tokens, 10**6)  # compiles
         quarter_fused, fused_seconds = timed(
             lambda: score_items(model, tokenizer, subset, batch_tokens, 10**6), device)
     finally:
-        qeval.token_nll_sums = eager_nll_fn
+        causal.token_nll_sums = eager_nll_fn
     nll_gap = np.abs(quarter_fused.nll - quarter_eager) / np.abs(quarter_eager)
     report.update(quarter_seconds_fused_nll_only=fused_seconds,
                   fused_nll_max_relative_gap_to_log_softmax=float(nll_gap.max()))

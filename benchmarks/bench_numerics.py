@@ -25,7 +25,7 @@ from qfair.determinism import portable_numerics
 portable_numerics()
 import torch
 from qfair.determinism import deterministic_cpu
-from qfair.models import build_bloom
+from qfair.models.load import build_bloom
 deterministic_cpu(2)
 model = build_bloom(8000, 256, 4, 4, 0.0, 1, 2, 0, seed=0)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -3,13 +3,13 @@
 The lent GPU machine has no hub access, so instead of a published checkpoint a ~100M-parameter
 BLOOM (hidden 768, 14 layers, 12 heads, the embedded tokenizer's 8000-token vocabulary) is
 trained for a few minutes on the embedded corpus (bf16 autocast, fused AdamW), saved, and loaded
-back the way the paper profile loads checkpoints (``qfair.models.load_model``, bfloat16, on the
+back the way the paper profile loads checkpoints (``qfair.models.load.load_model``, bfloat16, on the
 GPU). Then, all on the GPU:
 
-* per-language evaluation of dev and test through ``qfair.distributed.score_items`` (under
+* per-language evaluation of dev and test through ``qfair.scoring.distributed.score_items`` (under
   ``torchrun`` the NCCL path: batches dealt to ranks, NLLs gathered in order), checked equal to
-  the one-process ``qfair.eval.score_items``, and compared with a float32 load of the same model;
-* the RTN + bitsandbytes sweep (``qfair.quant.sweep.calibrate`` and ``run_sweep``);
+  the one-process ``qfair.scoring.causal.score_items``, and compared with a float32 load of the same model;
+* the RTN + bitsandbytes sweep (``qfair.quant.sweep_runner.calibrate`` and ``run_sweep``);
 * per-language bits per byte and relative degradation with paired-bootstrap CIs, written to ``--out``.
 
     torchrun --standalone --nproc-per-node 1 benchmarks/train_gpu.py --out $OUT
@@ -31,14 +31,14 @@ import torch
 from bench_gpu import read_split, timed
 from transformers import AutoTokenizer, get_cosine_with_min_lr_schedule_with_warmup
 
-from qfair import distributed
 from qfair.analysis.sweep import disparity_table, per_language_table
-from qfair.eval import LN2, score_corpus, summarize_languages
 from qfair.io import read_jsonl
-from qfair.models import build_bloom, count_parameters, load_model
+from qfair.models.load import build_bloom, count_parameters, load_model
+from qfair.models.train import mean_loss, sample_batch, token_stream
 from qfair.quant.configs import parse_config
-from qfair.quant.sweep import SweepSettings, calibrate, run_sweep
-from qfair.train import mean_loss, sample_batch, token_stream
+from qfair.quant.sweep_runner import SweepSettings, calibrate, run_sweep
+from qfair.scoring import distributed
+from qfair.scoring.causal import LN2, score_corpus, summarize_languages
 
 SWEEP_CONFIGS = ["rtn-w4-ch-sym", "rtn-w3-ch-sym", "aciq-laplace-w4-ch", "laaciq-uniform-w4-ch",
                  "bnb-int8", "bnb-nf4"]
@@ -181,9 +181,9 @@ def main() -> None:
                           "test_bits_per_byte": summary.loc[summary["split"] == "test"].set_index("language")
                           ["bits_per_byte"].round(4).to_dict()}
         print(f"[eval] {len(items)} items ({tokens} tokens) in {t_eval:.2f} s through "
-              f"qfair.distributed.score_items ({report['backend'] or 'one process'}); identical to one "
-              f"process: {report['eval']['distributed_equals_single_process']}; bf16 vs fp32 bits per "
-              f"byte: max relative gap {gap.max():.1e}", flush=True)
+              f"qfair.scoring.distributed.score_items ({report['backend'] or 'one process'}); "
+              f"identical to one process: {report['eval']['distributed_equals_single_process']}; "
+              f"bf16 vs fp32 bits per byte: max relative gap {gap.max():.1e}", flush=True)
 
         test = read_split(args.corpus, "test")
         dev = read_split(args.corpus, "dev")

@@ -20,11 +20,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from qfair import paths
+
 # Outputs that differ on every run by design: wall times, the machine, and what quotes them.
-VOLATILE = ("results/timings/", "paper/build/")
+VOLATILE = (f"{paths.TIMINGS.as_posix()}/", f"{paths.PAPER_PDF.parent.as_posix()}/")
 # Inside a compared output (paper/generated/), the files that quote them.
-VOLATILE_FILES = ("paper/generated/tables/checklist.tex",)
-LEDGER = "results/hypotheses.json"
+VOLATILE_FILES = ((paths.PAPER_GENERATED / "tables" / "checklist.tex").as_posix(),)
+LEDGER = paths.HYPOTHESES.as_posix()
 
 
 @dataclass

@@ -96,15 +96,6 @@ def portable_numerics(argv: list[str] | None = None) -> None:
     os.execve(sys.executable, [sys.executable, *command[1:]], portable_environment())
 
 
-def numerics_facts() -> dict[str, object]:
-    """What the reproducibility checklist records about the kernels this process used."""
-    import torch
-
-    return {"portable_numerics": numerics_pinned(),
-            "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            **{key: os.environ.get(key) for key in ("MKL_CBWR", "OPENBLAS_CORETYPE", "GLIBC_TUNABLES")}}
-
-
 def check_capability(capability: str) -> None:
     """Refuse a CPU on which ATen cannot run the pinned AVX2 kernels (it would fall back silently)."""
     if capability != "AVX2":

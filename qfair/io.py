@@ -26,14 +26,15 @@ class NonFiniteResultError(ValueError):
     """A result that should be a finite number is NaN or infinite."""
 
 
-def check_finite(value: Any, where: str = "result") -> None:
-    """Raise :class:`NonFiniteResultError` naming the first NaN/Inf inside nested data."""
+def check_finite_nested(value: Any, where: str = "result") -> None:
+    """Raise :class:`NonFiniteResultError` naming the first NaN/Inf float inside nested data
+    (dicts, lists, tuples), the JSON a stage is about to write."""
     if isinstance(value, dict):
         for key, item in value.items():
-            check_finite(item, f"{where}.{key}")
+            check_finite_nested(item, f"{where}.{key}")
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            check_finite(item, f"{where}[{index}]")
+            check_finite_nested(item, f"{where}[{index}]")
     elif isinstance(value, float) and not math.isfinite(value):
         raise NonFiniteResultError(f"{where} is {value}: refusing to write a non-finite result")
 
@@ -83,7 +84,7 @@ def write_text(path: Path | str, text: str) -> None:
 
 def write_json(path: Path | str, data: Any) -> None:
     """Write JSON atomically after checking that every float in ``data`` is finite."""
-    check_finite(data, str(path))
+    check_finite_nested(data, str(path))
     write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
 
 

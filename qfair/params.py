@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from qfair.errors import QfairError
-from qfair.hub import HubModelParams
+from qfair.models.hub import HubModelParams
 from qfair.registry import StrictModel as Strict  # unknown keys are errors, no coercion
 
 # Written by the validate_params stage as its only output. Every other stage depends on that

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-TIMINGS = Path("results/timings")
+from qfair.paths import TIMINGS
 
 
 def machine_facts() -> dict[str, object]:

@@ -1,17 +1,15 @@
 """Stage plots_template: results/plots/offline.html, the template `dvc plots show` uses offline."""
 
-from pathlib import Path
-
+from qfair import paths
 from qfair.io import write_text
 from qfair.report.plots import VEGA_SCRIPTS, offline_template, read_script
 from qfair.stage import run_stage
 
-OUT = Path("results/plots/offline.html")
-
 
 def main() -> None:
-    write_text(OUT, offline_template([read_script(script) for script in VEGA_SCRIPTS]))
-    print(f"plots_template: wrote {OUT} ({OUT.stat().st_size:,} bytes)")
+    out = paths.PLOTS_TEMPLATE
+    write_text(out, offline_template([read_script(script) for script in VEGA_SCRIPTS]))
+    print(f"plots_template: wrote {out} ({out.stat().st_size:,} bytes)")
 
 
 if __name__ == "__main__":

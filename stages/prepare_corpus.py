@@ -1,22 +1,19 @@
 """Stage prepare_corpus: pinned Kolibri + UDHR (embedded) or FLORES+ (paper) -> parallel splits + manifest."""
 
-from pathlib import Path
-
+from qfair import paths
 from qfair.corpus import build_corpus, write_corpus
 from qfair.io import atomic_dir
 from qfair.params import FloresCorpusParams, load_params
 from qfair.stage import run_stage
 
-OUT = Path("data/corpus")
-
 
 def prepare_flores(params) -> None:
     from qfair.corpus.flores import build_flores_corpus, write_flores_corpus
-    from qfair.hub import preflight
+    from qfair.models.hub import preflight
 
     preflight(params, device=False, model=False)  # FLORES+ access (token or local copy) before loading
     corpus, provenance = build_flores_corpus(params.corpus)
-    with atomic_dir(OUT) as tmp:
+    with atomic_dir(paths.CORPUS) as tmp:
         info = write_flores_corpus(corpus, provenance, tmp)
     for code, entry in info["languages"].items():
         print(f"{code:9s} {entry['script']:5s} {entry['family']:15s} dev {entry['dev_items']:5d} "
@@ -29,7 +26,7 @@ def main() -> None:
         prepare_flores(params)
         return
     corpus, provenance = build_corpus(params.corpus)
-    with atomic_dir(OUT) as tmp:
+    with atomic_dir(paths.CORPUS) as tmp:
         info = write_corpus(corpus, provenance, tmp)
     for loc, entry in info["languages"].items():
         print(f"{loc:8s} train {entry['train_items']:5d} items {entry['train_bytes']:7d} B "

@@ -1,8 +1,8 @@
 """Stage snapshot: results/SNAPSHOT.md, the README's results snapshot."""
 
-
 import pandas as pd
 
+from qfair import paths
 from qfair.analysis.resource import resource_levels
 from qfair.io import read_json, write_text
 from qfair.params import load_params
@@ -21,22 +21,22 @@ def share_column(params, manifest: dict) -> dict:
 
 def main() -> None:
     params = load_params()
-    manifest = read_json("data/corpus/manifest.json")["languages"]
+    manifest = read_json(paths.CORPUS_MANIFEST)["languages"]
     markdown = snapshot_markdown(
-        train=read_json("metrics/train.json"),
-        eval_metrics=read_json("metrics/eval.json"),
-        per_language=pd.read_csv("results/eval/per_language.csv"),
+        train=read_json(paths.TRAIN_METRICS),
+        eval_metrics=read_json(paths.EVAL_METRICS),
+        per_language=pd.read_csv(paths.EVAL / "per_language.csv"),
         manifest=manifest,
-        disparity=pd.read_csv("results/sweep/disparity.csv"),
-        per_language_sweep=pd.read_csv("results/sweep/per_language.csv"),
-        parameters=read_json("metrics/train.json")["parameters"],
-        ledger=read_json("results/hypotheses.json"),
-        census=read_json("metrics/census.json"),
+        disparity=pd.read_csv(paths.SWEEP / "disparity.csv"),
+        per_language_sweep=pd.read_csv(paths.SWEEP / "per_language.csv"),
+        parameters=read_json(paths.TRAIN_METRICS)["parameters"],
+        ledger=read_json(paths.HYPOTHESES),
+        census=read_json(paths.CENSUS_METRICS),
         confidence=params.eval.confidence,
         profile=params.profile,
         **share_column(params, manifest),
     )
-    write_text("results/SNAPSHOT.md", markdown)
+    write_text(paths.SNAPSHOT, markdown)
 
 
 if __name__ == "__main__":

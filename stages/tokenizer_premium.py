@@ -5,36 +5,34 @@ the external ones of params.tokenizers on every comparison split the corpus has:
 (embedded), or test only (FLORES+ devtest; the paper profile has no UDHR split).
 """
 
-from pathlib import Path
-
+from qfair import paths
 from qfair.analysis.tokenization import load_token_counter, premium_table, tokenizers_counter
 from qfair.corpus.store import read_manifest, read_split
 from qfair.io import write_csv, write_json
+from qfair.models.tokenizer import load_tokenizer
 from qfair.params import load_params
 from qfair.stage import run_stage
-from qfair.tokenizer import load_tokenizer
 
-CORPUS = Path("data/corpus")
 SPLITS = ("test", "udhr")  # the parallel comparison splits, where the corpus has them
 
 
 def main() -> None:
     params = load_params()
     own = "qfair" if params.model.source == "train" else params.model.name
-    tokenizers = {own: tokenizers_counter(load_tokenizer(Path("models/tokenizer")))}
+    tokenizers = {own: tokenizers_counter(load_tokenizer(paths.TOKENIZER))}
     for index, spec in enumerate(params.tokenizers):
         tokenizers[spec.name] = load_token_counter(**spec.model_dump(exclude={"name"}),
                                                    param=f"tokenizers[{index}] ({spec.name})")
-    available = read_manifest(CORPUS)["splits"]
-    splits = {split: read_split(CORPUS, split) for split in SPLITS if split in available}
+    available = read_manifest(paths.CORPUS)["splits"]
+    splits = {split: read_split(paths.CORPUS, split) for split in SPLITS if split in available}
     table = premium_table(tokenizers, splits, params.corpus.reference_language)
-    write_csv(Path("results/tokenizers/premium.csv"), table)
+    write_csv(paths.TOKENIZERS / "premium.csv", table)
     test = table[table["split"] == "test"]
     summary = {name: {"max_premium": float(g["premium"].max()),
                       "max_premium_language": str(g.loc[g["premium"].idxmax(), "language"]),
                       "mean_premium": float(g["premium"].mean())}
                for name, g in test.groupby("tokenizer")}
-    write_json(Path("metrics/tokenizers.json"), summary)
+    write_json(paths.TOKENIZERS_METRICS, summary)
     for name, entry in summary.items():
         print(f"{name:8s} mean premium {entry['mean_premium']:.2f}, max {entry['max_premium']:.2f} "
               f"({entry['max_premium_language']})")

@@ -6,18 +6,15 @@ file, so a key no stage reads (a typo) is caught too. The output is a fixed mark
 version), not the params: a valid change reruns only the stages that read the changed keys.
 """
 
-from pathlib import Path
-
+from qfair import paths
 from qfair.io import write_text
 from qfair.params import SCHEMA_VERSION, load_params
 from qfair.stage import run_stage
 
-OUT = Path("results/params_validated.txt")
-
 
 def main() -> None:
     params = load_params()
-    write_text(OUT, f"params.yaml satisfies qfair params schema {SCHEMA_VERSION}\n")
+    write_text(paths.PARAMS_VALIDATED, f"params.yaml satisfies qfair params schema {SCHEMA_VERSION}\n")
     print(f"validate_params: params.yaml is valid ({params.profile} profile)")
 
 

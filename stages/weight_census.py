@@ -2,23 +2,20 @@
 (models/<profile>/final and models/<profile>/checkpoints/step_*: trained here or from the hub)."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 
+from qfair import paths
 from qfair.analysis.census import attention_head_kurtosis, census_safetensors, summarize_census, weight_files
 from qfair.io import write_csv, write_json
 from qfair.params import load_params
 from qfair.stage import run_stage
 
-MODELS = Path("models")  # models/<profile>/final and models/<profile>/checkpoints
-OUT = Path("results/census")
-
 
 def main() -> None:
     params = load_params()
-    models = {"final": MODELS / params.profile / "final"}
-    for checkpoint in sorted((MODELS / params.profile / "checkpoints").glob("step_*")):
+    models = {"final": paths.final_model(params.profile)}
+    for checkpoint in sorted(paths.checkpoints(params.profile).glob("step_*")):
         models[checkpoint.name] = checkpoint
     tables, summaries = [], {}
     for label, folder in models.items():
@@ -32,11 +29,11 @@ def main() -> None:
     census = pd.concat(tables, ignore_index=True)
     census["shape"] = census["shape"].map(lambda s: "x".join(map(str, s)))
     census["top_k"] = census["top_k"].map(json.dumps)
-    write_csv(OUT / "tensors.csv", census)
-    write_csv(OUT / "attention_heads.csv", attention_head_kurtosis(models["final"]))
-    write_json(OUT / "summary.json", summaries)
+    write_csv(paths.CENSUS / "tensors.csv", census)
+    write_csv(paths.CENSUS / "attention_heads.csv", attention_head_kurtosis(models["final"]))
+    write_json(paths.CENSUS / "summary.json", summaries)
     final = summaries["final"]
-    write_json(Path("metrics/census.json"), {
+    write_json(paths.CENSUS_METRICS, {
         "max_kurtosis": final["max_kurtosis"], "class": final["class"],
         "max_kurtosis_tensor": final["max_kurtosis_tensor"],
         "embed_max_kurtosis": final["embed_max_kurtosis"],

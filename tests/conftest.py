@@ -22,8 +22,8 @@ from qfair.corpus.build import (
     write_corpus,
 )
 from qfair.corpus.languages import resolve_languages
-from qfair.models import build_bloom
-from qfair.tokenizer import train_bpe
+from qfair.models.load import build_bloom
+from qfair.models.tokenizer import train_bpe
 
 # The models here are tiny: one thread is faster than several, and far faster when the machine is
 # busy (intra-op threads of a tiny op then wait on each other). Also keeps results reproducible.
@@ -150,7 +150,7 @@ def tiny_model(make_bloom):
 
 @pytest.fixture(scope="session")
 def tiny_stream(tiny_corpus: TinyCorpus, tiny_tokenizer) -> torch.Tensor:
-    from qfair.train import token_stream
+    from qfair.models.train import token_stream
 
     ids = tiny_tokenizer(tiny_corpus.texts("train"), add_special_tokens=False)["input_ids"]
     return token_stream(ids, tiny_tokenizer.bos_token_id, tiny_tokenizer.eos_token_id, seed=0)

@@ -1,9 +1,9 @@
 """A miniature of the pipeline for tests/test_determinism.py: run as a script, prints JSON.
 
-Trains a tiny BLOOM a few steps (qfair.train), scores per-"language" items (qfair.eval), applies one
-quantization config (qfair.quant), and runs the statistics (scipy bootstrap, a correlation battery,
-numpy exp/log), then prints the SHA-256 of every result's exact bytes. Under portable numerics it
-re-executes itself first, as every stage does.
+Trains a tiny BLOOM a few steps (qfair.models.train), scores per-"language" items
+(qfair.scoring.causal), applies one quantization config (qfair.quant), and runs the statistics
+(scipy bootstrap, a correlation battery, numpy exp/log), then prints the SHA-256 of every
+result's exact bytes. Under portable numerics it re-executes itself first, as every stage does.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import torch  # noqa: E402
 
 from qfair.analysis.stats import correlation_battery  # noqa: E402
 from qfair.determinism import deterministic_cpu  # noqa: E402
-from qfair.eval import TokenItems, bits_per_byte_ci, length_sorted_batches, score_token_batches  # noqa: E402
-from qfair.models import build_bloom  # noqa: E402
+from qfair.models.load import build_bloom  # noqa: E402
+from qfair.models.train import TrainConfig, train  # noqa: E402
 from qfair.quant.apply import WeightSnapshot, apply_in_place, target_linears  # noqa: E402
 from qfair.quant.configs import parse_config  # noqa: E402
-from qfair.train import TrainConfig, train  # noqa: E402
+from qfair.scoring.causal import TokenItems, bits_per_byte_ci, length_sorted_batches, score_token_batches  # noqa: E402
 
 VOCAB, LANGUAGES, ITEMS = 256, ["a", "b", "c", "d", "e"], 24
 

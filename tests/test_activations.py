@@ -9,7 +9,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from qfair.analysis.activations import block_output_modules, profile_language, profile_languages
-from qfair.models import load_model
+from qfair.models.load import load_model
 
 N_LAYER, N_HEAD = 2, 2  # the conftest's tiny BLOOM
 LANGS = ["fr_FR", "yo"]
@@ -124,7 +124,7 @@ def test_profile_ignores_padding(profiles) -> None:
 
 def test_padding_is_actually_exercised(eager_bloom, tiny_tokenizer, texts) -> None:
     """Guard for the test above: the large budget puts items of different lengths in one batch."""
-    from qfair.eval import padded_batches
+    from qfair.scoring.causal import padded_batches
 
     batches = list(padded_batches(tiny_tokenizer, list(texts["yo"].values()), 10**6, 1024))
     assert len(batches) == 1 and not bool(batches[0][2].all())

@@ -14,10 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
-from qfair.eval import score_items
 from qfair.io import write_csv
-from qfair.models import build_bloom
-from qfair.quant import sweep as sweep_module
+from qfair.models.load import build_bloom
+from qfair.quant import sweep_runner
 from qfair.quant.apply import (
     WeightSnapshot,
     apply_in_place,
@@ -26,7 +25,7 @@ from qfair.quant.apply import (
     target_linears,
 )
 from qfair.quant.configs import parse_config
-from qfair.quant.sweep import (
+from qfair.quant.sweep_runner import (
     Calibration,
     PartialResults,
     SweepSettings,
@@ -35,6 +34,7 @@ from qfair.quant.sweep import (
     run_sweep,
     sweep_fingerprint,
 )
+from qfair.scoring.causal import score_items
 
 EXCLUDE = ["lm_head"]
 N_LAYER = 2
@@ -358,7 +358,7 @@ def test_sweep_fake_quant_rows_match_manual_application(sweep, bloom64, tiny_tok
 
 SHARE = {"en": 0.6, "hi_IN": 0.3, "zh_Hans": 0.1}
 INTERRUPT_AT = 3  # SWEEP_CONFIGS[3] (the oracle) is interrupted, after fp and three configs
-REAL_SCORE = sweep_module._score
+REAL_SCORE = sweep_runner._score
 
 
 def _scoring_spy(monkeypatch, interrupt: str | None = None) -> list[str]:
@@ -371,7 +371,7 @@ def _scoring_spy(monkeypatch, interrupt: str | None = None) -> list[str]:
         scored.append(config)
         return real(model, tokenizer, texts, languages, settings, config)
 
-    monkeypatch.setattr(sweep_module, "_score", spy)
+    monkeypatch.setattr(sweep_runner, "_score", spy)
     return scored
 
 
@@ -456,3 +456,44 @@ def test_sweep_fingerprint_covers_what_determines_the_rows(sweep, saved_bloom64,
     # and each config gets its own key
     store = PartialResults(tmp_path / "partial", base)
     assert store.key("rtn-w8-ch-sym") != store.key("rtn-w8-ch-asym")
+
+
+# --------------------------------------------------------------------- the stage's work, in the library
+
+
+def test_seeded_subset_takes_the_same_items_in_every_language() -> None:
+    from qfair.quant.sweep_runner import seeded_subset
+
+    texts = {lang: {f"i{n:02d}": f"{lang} {n}" for n in range(30)} for lang in LANGS}
+    subset = seeded_subset(texts, 7, seed=5)
+    ids = [sorted(items) for items in subset.values()]
+    assert len(ids[0]) == 7 and all(i == ids[0] for i in ids)
+    assert subset == seeded_subset(texts, 7, seed=5)  # a function of the seed
+    assert seeded_subset(texts, "all", seed=5) is texts
+    assert len(next(iter(seeded_subset(texts, 100, seed=5).values()))) == 30  # at most every item
+
+
+def test_check_sweepable_refuses_masked_lms_and_returns_shares() -> None:
+    from qfair.analysis.resource import ResourceLevels
+    from qfair.quant.sweep_runner import check_sweepable
+
+    levels = ResourceLevels(source="test", languages=["en", "yo"], share={"en": 0.9, "yo": 0.1},
+                            level={"en": np.log(0.9), "yo": np.log(0.1)})
+    configs = [parse_config("laaciq-resource-w4-ch")]
+    assert check_sweepable("causal_lm", "bloom", configs, levels) == {"en": 0.9, "yo": 0.1}
+    with pytest.raises(ValueError, match="masked LM"):
+        check_sweepable("masked_lm", "mbert", configs, levels)
+    partial = ResourceLevels(source="test", languages=["en", "yo"], share={"en": 0.9},
+                             level={"en": np.log(0.9)})
+    with pytest.raises(ValueError, match="laaciq-resource"):
+        check_sweepable("causal_lm", "bloom", configs, partial)
+    assert check_sweepable("causal_lm", "bloom", [parse_config("rtn-w4-ch-sym")], partial) == {"en": 0.9}
+
+
+def test_layer_input_widths_from_the_config_alone(tmp_path) -> None:
+    from qfair.quant.sweep_runner import layer_input_widths
+
+    model = build_bloom(vocab_size=50, hidden_size=64, n_layer=1, n_head=2, dropout=0.0,
+                        bos_token_id=1, eos_token_id=2, pad_token_id=0, seed=0)
+    model.config.save_pretrained(str(tmp_path))  # no weights: only config.json
+    assert layer_input_widths(tmp_path, EXCLUDE) == {64, 256}

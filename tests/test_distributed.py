@@ -12,8 +12,8 @@ import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qfair import distributed
-from qfair.eval import encode_items, length_sorted_batches, score_items
+from qfair.scoring import distributed
+from qfair.scoring.causal import encode_items, length_sorted_batches, score_items
 
 # ------------------------------------------------------------------------ batch plan
 

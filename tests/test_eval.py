@@ -13,7 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qfair.eval import (
+from qfair.scoring.causal import (
     TokenItems,
     bits_per_byte,
     bits_per_byte_ci,
@@ -205,6 +205,40 @@ def test_score_corpus_table(tiny_model, tiny_tokenizer, tiny_corpus) -> None:
                                        rel=1e-5)
 
 
+def test_evaluate_summary_adds_the_unigram_script_and_resource_level(tiny_model, tiny_tokenizer,
+                                                                     tiny_corpus) -> None:
+    """qfair.scoring.summary: the evaluate stage's table, from scores to metrics."""
+    from qfair.analysis.resource import from_manifest
+    from qfair.scoring.summary import (
+        add_unigram_nll,
+        eval_metrics,
+        language_summary,
+        score_splits,
+        unigram_split,
+    )
+
+    splits = {"test": {loc: dict(list(items.items())[:4])
+                       for loc, items in tiny_corpus.splits["test"].items()}}
+    items = score_splits(tiny_model, tiny_tokenizer, splits, masked=False, batch_tokens=512,
+                         max_tokens=1024)
+    assert unigram_split(tiny_corpus.splits["train"]) == "train"
+    assert unigram_split({loc: {} for loc in tiny_corpus.splits["train"]}) == "dev"
+    add_unigram_nll(items, splits, tiny_corpus.splits["train"])
+    row = items.iloc[0]
+    fitted = list(tiny_corpus.splits["train"][row["language"]].values())
+    text = splits["test"][row["language"]][row["item_id"]]
+    assert row["unigram_nll"] == unigram_byte_nll(fitted, [text])[0]
+    languages = tiny_corpus.manifest["languages"]
+    summary = language_summary(items, languages, from_manifest(languages), resamples=50,
+                               confidence=0.9, method="percentile", seed=0)
+    assert list(summary.columns[:4]) == ["split", "language", "script", "resource_level"]
+    assert (summary["unigram_bits_per_byte"] > 0).all()
+    metrics = eval_metrics(summary, hub=False, masked=False, fitted_on="train")
+    assert metrics["test"]["languages"] == len(splits["test"]) and "scoring" not in metrics["test"]
+    hub = eval_metrics(summary, hub=True, masked=False, fitted_on="dev")["test"]
+    assert hub["scoring"] == "causal bits per byte" and hub["unigram_fitted_on"] == "dev"
+
+
 # ------------------------------------------------ the fast path (GPU-ready) against the old loop
 
 
@@ -278,7 +312,7 @@ def test_token_items_padded_batch_matches_a_row_by_row_build(items, data) -> Non
 
 
 def test_both_nll_layouts_compute_the_log_softmax_nll() -> None:
-    from qfair.eval import _nll_class_axis_second, _nll_last_axis
+    from qfair.scoring.causal import _nll_class_axis_second, _nll_last_axis
 
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 11, 5000, generator=generator) * 4
@@ -296,7 +330,7 @@ def test_both_nll_layouts_compute_the_log_softmax_nll() -> None:
 
 
 def test_fused_nll_equals_the_log_softmax_nll() -> None:
-    from qfair.eval import fused_token_nll_sums, token_nll_sums
+    from qfair.scoring.causal import fused_token_nll_sums, token_nll_sums
 
     generator = torch.Generator().manual_seed(1)
     logits = torch.randn(4, 9, 3000, generator=generator) * 4
@@ -331,9 +365,9 @@ def test_compiled_scoring_matches_eager(tiny_model, tiny_tokenizer, tiny_corpus,
     dynamo and run by the cheap ``aot_eager`` backend; the inductor test below is opt-in."""
     import torch._dynamo
 
-    import qfair.eval
+    import qfair.scoring.causal
 
-    monkeypatch.setattr(qfair.eval, "COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(qfair.scoring.causal, "COMPILE_BACKEND", "aot_eager")
     torch._dynamo.reset()
     try:
         _compiled_matches_eager(tiny_model, tiny_tokenizer, _varied_texts(tiny_corpus))

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from pll_reference import score_items_pll_naive
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (
     BertConfig,
@@ -20,8 +21,9 @@ from transformers import (
     XLMRobertaForMaskedLM,
 )
 
-from qfair.eval import score_corpus
-from qfair.eval_mlm import encode_pll_items, load_masked_lm, score_items_pll, score_items_pll_naive
+from qfair.models.load import load_model
+from qfair.scoring.causal import score_corpus
+from qfair.scoring.mlm import encode_pll_items, score_items_pll
 
 WORDS = ["river", "long", "the", "is", "odò", "gùn", "नदी", "लंबी", "है", "河", "很", "长", "a", "b", "c"]
 TEXTS = ["the river is long", "odò gùn", "नदी लंबी है", "河 很 长", "a b c a b c the river",
@@ -122,12 +124,12 @@ def test_a_tokenizer_without_mask_token_is_refused(tmp_path) -> None:
         score_items_pll(model, tokenizer, ["long"])
 
 
-def test_load_masked_lm_round_trip(tmp_path) -> None:
+def test_masked_lm_load_round_trip(tmp_path) -> None:
     tokenizer = make_tokenizer("xlmr")
     model = make_model("xlmr", tokenizer)
     model.save_pretrained(str(tmp_path / "m"))
-    loaded = load_masked_lm(tmp_path / "m")
+    loaded = load_model(tmp_path / "m", kind="masked_lm")
     np.testing.assert_allclose(score_items_pll(loaded, tokenizer, TEXTS).nll,
                                score_items_pll(model, tokenizer, TEXTS).nll, rtol=1e-6)
     with pytest.raises(FileNotFoundError, match=r"no config\.json"):
-        load_masked_lm(tmp_path)
+        load_model(tmp_path, kind="masked_lm")

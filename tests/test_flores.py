@@ -29,7 +29,7 @@ from qfair.corpus.flores import (
 )
 from qfair.corpus.sources import SOURCES, get_source
 from qfair.corpus.store import read_manifest, read_split
-from qfair.hub import HubError, preflight
+from qfair.models.hub import HubError, preflight
 from qfair.params import ParamsError, parse_params
 from qfair.registry import flores_languages, script_of
 

@@ -20,7 +20,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from qfair.hub import HubError, materialize_model, preflight
+from qfair.models.hub import HubError, materialize_model, preflight
 from qfair.params import ParamsError, parse_params
 from qfair.registry import SHA, ModelEntry, models
 

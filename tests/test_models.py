@@ -21,7 +21,7 @@ from transformers import (
 )
 
 from qfair.errors import QfairError
-from qfair.models import DamagedModelError, build_bloom, count_parameters, load_model
+from qfair.models.load import DamagedModelError, build_bloom, count_parameters, load_model
 
 VOCAB = 96
 TOKENS = dict(bos_token_id=1, eos_token_id=2, pad_token_id=0)
@@ -169,3 +169,15 @@ def test_truncated_weights_name_the_file_and_the_fix(saved, tmp_path: Path, cut:
         load_model(folder)
     assert isinstance(info.value, QfairError)
     assert str(weights) in str(info.value) and "dvc repro -f train_model" in str(info.value)
+
+
+def test_one_device_check_behind_check_device_and_preflight() -> None:
+    from qfair.models.load import check_device, device_problem
+
+    assert device_problem("cpu") is None and device_problem("cpu", cuda_available=False) is None
+    assert "CUDA is not available" in device_problem("cuda", cuda_available=False)
+    assert device_problem("cuda", cuda_available=True) is None
+    check_device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device 'cuda:0': CUDA is not available"):
+            check_device("cuda:0")

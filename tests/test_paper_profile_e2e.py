@@ -216,9 +216,9 @@ def write_flores_fixture(folder: Path, n_dev: int = 24, n_devtest: int = 30) -> 
 
 def write_fake_hub(root: Path, name: str, texts: list[str]) -> None:
     """A tiny BLOOM and its BPE tokenizer in a Hugging Face cache, as registry model ``name``."""
-    from qfair.models import build_bloom
+    from qfair.models.load import build_bloom
+    from qfair.models.tokenizer import train_bpe
     from qfair.registry import models
-    from qfair.tokenizer import train_bpe
 
     entry = models()[name]
     tokenizer = train_bpe(texts, vocab_size=400, min_frequency=1)
@@ -463,10 +463,10 @@ def test_sweep_refuses_what_it_cannot_do(paper_repo: PaperRepo, repro: list[str]
 def test_masked_lm_is_evaluated_by_pseudo_log_likelihood(paper_repo: PaperRepo, repro: list[str],
                                                          tmp_path: Path) -> None:
     """mbert (kind masked_lm): materialized like any hub model, scored by PLL in the evaluate stage."""
+    from pll_reference import score_items_pll_naive
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from qfair.corpus.store import read_split
-    from qfair.eval_mlm import score_items_pll_naive
 
     work = paper_repo.scratch(tmp_path, ("data",), model={"name": "mbert"})
     for stage in ("train_tokenizer", "train_model", "evaluate"):

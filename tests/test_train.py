@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qfair.models import count_parameters
-from qfair.train import (
+from qfair.models.load import count_parameters
+from qfair.models.train import (
     STATE_FILE,
     TrainConfig,
     TrainingDivergedError,
@@ -118,7 +118,7 @@ def test_finished_run_is_not_retrained(make_bloom, tiny_stream, tmp_path, refere
     def no_batches(*args, **kwargs):
         raise AssertionError("a finished run must not draw another batch")
 
-    monkeypatch.setattr("qfair.train.sample_batch", no_batches)
+    monkeypatch.setattr("qfair.models.train.sample_batch", no_batches)
     model, again = _run(make_bloom, tiny_stream, copy, init_seed=99, dropout=0.1)
     assert _identical(_weights(model), weights)
     assert again.rows == log.rows
@@ -237,15 +237,15 @@ def _truncate(path: Path) -> None:
 
 def _counting_batches(monkeypatch) -> list[int]:
     """Record the steps for which a batch is drawn (the steps really trained)."""
-    import qfair.train
+    import qfair.models.train
 
-    steps, real = [], qfair.train.sample_batch
+    steps, real = [], qfair.models.train.sample_batch
 
     def counting(stream, batch_size, context_length, seed, step):
         steps.append(step)
         return real(stream, batch_size, context_length, seed, step)
 
-    monkeypatch.setattr(qfair.train, "sample_batch", counting)
+    monkeypatch.setattr(qfair.models.train, "sample_batch", counting)
     return steps
 
 
@@ -289,3 +289,15 @@ def test_truncated_newest_checkpoint_resumes_from_an_earlier_one(make_bloom, tin
     assert steps == [4, 5, 6]
     assert _identical(_weights(model), weights)
     assert resumed.rows == log.rows
+
+
+def test_dev_blocks_are_consecutive_windows_from_the_start() -> None:
+    from qfair.models.train import dev_blocks
+
+    dev = torch.arange(50)
+    blocks = dev_blocks(dev, context_length=9, count=3)
+    assert [b.shape for b in blocks] == [(1, 10)] * 3
+    assert torch.equal(torch.cat(blocks, dim=1)[0], dev[:30])
+    assert len(dev_blocks(dev, context_length=9)) == 5  # at most what the stream holds
+    with pytest.raises(ValueError, match="fewer than one block"):
+        dev_blocks(torch.arange(5), context_length=9)

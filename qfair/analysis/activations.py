@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from qfair.analysis.census import label_parameter
-from qfair.eval import padded_batches
+from qfair.scoring.causal import padded_batches
 
 
 def block_output_modules(model: nn.Module) -> dict[str, list[nn.Module]]:

@@ -1,6 +1,6 @@
 """Weight census: per-tensor outlier statistics of a checkpoint, labelled by layer and component.
 
-Definitions (EXPERIMENTS.md): the kurtosis of a tensor is the excess (Fisher) kurtosis of all its
+Definitions (docs/definitions.md): the kurtosis of a tensor is the excess (Fisher) kurtosis of all its
 entries in float64, no subsampling (Gaussian 0, Laplace 3, uniform -1.2); a model's class is set
 by the largest kurtosis among the tensors the compression configs quantize (:func:`model_class`,
 :func:`quantized_rows`: the attention and MLP weight matrices; embeddings, never quantized, are

@@ -1,4 +1,4 @@
-"""Per-language degradation and disparity of a compression config (EXPERIMENTS.md definitions).
+"""Per-language degradation and disparity of a compression config (docs/definitions.md).
 
 Relative degradation ``rel_l = N_l(q) / N_l(fp) - 1`` with ``N_l`` the summed NLL over language
 l's test items (:func:`rel_degradation_matrix`, the one place it is computed). Disparity: range

@@ -40,7 +40,7 @@ METRICS = {
         "baseline_bpb": "full-precision test bits per byte",
         "script_latin": "1 for Latin script, else 0",
         "tokens_per_byte": "project tokenizer, parallel test set",
-        "token_premium": "tokens relative to English on the parallel test set",
+        "token_premium": "tokens relative to corpus.reference_language on the parallel test set",
         "outlier_layer_share": "share of block-output norm in the outlier layers (attention + MLP)",
         "effective_kurtosis": "sum over layers: normalised block-output norm x layer kurtosis",
     },

@@ -71,7 +71,7 @@ class FloresSource:
                                             f"(expected <data_dir>/<split>/<code>.parquet)")
                 table = load_dataset("parquet", data_files=str(path), split="train", cache_dir=self.cache_dir)
             else:
-                from qfair.hub import hub_token
+                from qfair.models.hub import hub_token
 
                 table = load_dataset(self.dataset, name=code, split=split, revision=self.revision,
                                      cache_dir=self.cache_dir, token=hub_token())

@@ -47,5 +47,11 @@ def read_split(folder: Path | str, split: str) -> dict[str, Items]:
             for file in sorted(path.glob("*.jsonl"))}
 
 
+def split_texts(folder: Path | str, split: str) -> list[str]:
+    """Every text of one split in file order (languages by file name, rows as stored)."""
+    return [row["text"] for path in sorted((Path(folder) / split).glob("*.jsonl"))
+            for row in read_rows(path)]
+
+
 def read_manifest(folder: Path | str) -> dict:
     return json.loads((Path(folder) / "manifest.json").read_text(encoding="utf-8"))

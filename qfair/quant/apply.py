@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from qfair.eval import model_device, padded_batches
 from qfair.quant.aciq import aciq_clip, mse_grid_clip
 from qfair.quant.configs import CompressionConfig
 from qfair.quant.laaciq import laaciq_clip
 from qfair.quant.prune import prune_magnitude, prune_magnitude_global, prune_wanda
 from qfair.quant.rtn import quantize_rtn
+from qfair.scoring.causal import model_device, padded_batches
 
 
 def target_linears(model: nn.Module, exclude: Sequence[str]) -> dict[str, nn.Linear]:
@@ -156,7 +156,7 @@ def load_bitsandbytes(path: Path | str, config: CompressionConfig, exclude: Sequ
     """
     from transformers import BitsAndBytesConfig
 
-    from qfair.models import DTYPES, check_device, load_model
+    from qfair.models.load import DTYPES, check_device, load_model
 
     check_device(device)
     if dtype not in DTYPES:

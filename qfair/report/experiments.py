@@ -1,4 +1,4 @@
-"""The appendix: one section per experiment of the catalogue (EXPERIMENTS.md), generated.
+"""The appendix: one section per experiment of the catalogue (docs/definitions.md), generated.
 
 Each experiment names the figures, tables and hypotheses that answer it. The section shows them
 when the current profile produced them and says so in one generated line when it did not, with
@@ -45,9 +45,9 @@ CATALOGUE: tuple[Experiment, ...] = (
         hypotheses=("EXP-001", "EXP-001b"),
         stages=("compress_sweep", "mechanisms"),
         functions=(
-            "qfair.quant.sweep.run_sweep",
-            "qfair.analysis.disparity.language_rho_ci",
-            "qfair.stats.correlation_battery",
+            "qfair.quant.sweep_runner.compress_sweep",
+            "qfair.analysis.disparity.language_rel_degradation_ci",
+            "qfair.analysis.stats.correlation_battery",
             "qfair.analysis.ledger.evaluate_ledger",
         ),
         outputs=(
@@ -283,11 +283,12 @@ CATALOGUE: tuple[Experiment, ...] = (
     Experiment(
         "C-003",
         "Pruning",
-        "Magnitude and Wanda unstructured pruning; per-language degradation.",
+        "Magnitude (per tensor and global) and Wanda unstructured pruning; per-language degradation.",
         tables=("pruning",),
         stages=("compress_sweep",),
         functions=(
             "qfair.quant.prune.prune_magnitude",
+            "qfair.quant.prune.prune_magnitude_global",
             "qfair.quant.prune.prune_wanda",
         ),
         outputs=(

@@ -96,16 +96,27 @@ def load_model(name_or_path: str | Path, dtype: str = "float32", device: str = "
     return model.eval()
 
 
-def check_device(device: str | torch.device) -> None:
-    """A device this machine has: a CUDA device without CUDA is an error naming it, before any work."""
+def device_problem(device: str | torch.device, cuda_available: bool | None = None) -> str | None:
+    """Why this machine cannot run on ``device`` (None if it can): the one device check of qfair.
+
+    ``cuda_available`` overrides ``torch.cuda.is_available()`` (tests).
+    """
     target = torch.device(device)
     if target.type != "cuda":
-        return
-    if not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r}: CUDA is not available on this machine "
-                         "(use device 'cpu' or run on a GPU machine)")
+        return None
+    if not (torch.cuda.is_available() if cuda_available is None else cuda_available):
+        return ("CUDA is not available on this machine (torch.cuda.is_available() is False); "
+                "use device 'cpu' or run on a GPU machine")
     if target.index is not None and target.index >= torch.cuda.device_count():
-        raise ValueError(f"device {str(device)!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        return f"only {torch.cuda.device_count()} CUDA device(s) visible"
+    return None
+
+
+def check_device(device: str | torch.device) -> None:
+    """A device this machine has: a CUDA device without CUDA is an error naming it, before any work."""
+    problem = device_problem(device)
+    if problem is not None:
+        raise ValueError(f"device {str(device)!r}: {problem}")
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -4,31 +4,30 @@ A masked LM gives no left-to-right likelihood. Its PLL of an item is the sum ove
 tokens of ``log P(token | every other token)``, each token masked in turn. The special tokens the
 tokenizer adds (``[CLS]``/``[SEP]``, ``<s>``/``</s>``) frame every copy and are never scored.
 An item with n scored tokens becomes n masked copies. The copies of many items share one forward
-pass (length-sorted batches under a token budget, as :mod:`qfair.eval` batches causal items).
+pass (length-sorted batches under a token budget, as :mod:`qfair.scoring.causal` batches causal items).
 The MLM head runs only at the masked position of each copy, never over the whole
 ``[batch, length, vocabulary]``, which for XLM-R's 250k vocabulary would dominate memory.
 
-:func:`score_items_pll` returns :class:`qfair.eval.ItemScores` (nll = -PLL in nats), so
-``qfair.eval.score_corpus(..., scorer=score_items_pll)`` and :func:`qfair.eval.bits_per_byte` work
-unchanged. **PLL bits per byte are not comparable with causal bits per byte**: every token is
-predicted from both sides, so PLL is far lower than a causal LM's NLL on the same text. Compare
-PLL results only with other PLL results.
+:func:`score_items_pll` returns :class:`qfair.scoring.causal.ItemScores` (nll = -PLL in nats),
+so ``qfair.scoring.causal.score_corpus(..., scorer=score_items_pll)`` and
+:func:`qfair.scoring.causal.bits_per_byte` work unchanged. **PLL bits per byte are not
+comparable with causal bits per byte**: every token is predicted from both sides, so PLL is far
+lower than a causal LM's NLL on the same text. Compare PLL results only with other PLL results.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from qfair.eval import (
+from qfair.scoring.causal import (
     ItemScores,
     TokenItems,
-    check_finite,
+    check_finite_nll,
     length_sorted_batches,
     model_device,
     pad_token_id,
@@ -39,15 +38,6 @@ from qfair.eval import (
 # The module that maps final hidden states to vocabulary logits, by architecture:
 # BertForMaskedLM.cls, (XLM-)RobertaForMaskedLM.lm_head.
 _HEAD_NAMES = ("cls", "lm_head")
-
-
-def load_masked_lm(path: str | Path, dtype: str = "float32", device: str = "cpu",
-                   attn_implementation: str | None = None) -> nn.Module:
-    """A saved masked LM (:func:`qfair.models.load_model` with ``kind="masked_lm"``)."""
-    from qfair.models import load_model
-
-    return load_model(path, dtype=dtype, device=device, attn_implementation=attn_implementation,
-                      kind="masked_lm")
 
 
 def encode_pll_items(tokenizer, texts: Sequence[str],
@@ -126,40 +116,11 @@ def score_items_pll(model: nn.Module, tokenizer, texts: Sequence[str], batch_tok
         picked = log_probs.gather(-1, to_device(copy_target[batch], device)[:, None]).squeeze(-1)
         nll.index_add_(0, to_device(copy_item[batch], device), -picked.double())
     result = nll.cpu().numpy()
-    check_finite(result)
+    check_finite_nll(result, "score_items_pll")
     return ItemScores(nll=result, n_tokens=counts, n_bytes=utf8_lengths(texts))
-
-
-@torch.no_grad()
-def score_items_pll_naive(model: nn.Module, tokenizer, texts: Sequence[str],
-                          max_tokens: int = 512) -> ItemScores:
-    """The reference: one forward pass of the whole model per masked token (tests, benchmarks)."""
-    items, positions = encode_pll_items(tokenizer, texts, max_tokens)
-    device = model_device(model)
-    nll = []
-    for ids, scored in zip(items, positions, strict=True):
-        total = 0.0
-        for position in scored:
-            masked = torch.tensor([ids], device=device)
-            masked[0, position] = tokenizer.mask_token_id
-            logits = model(input_ids=masked).logits[0, position].float()
-            total -= float(torch.log_softmax(logits, dim=-1)[ids[position]])
-        nll.append(total)
-    return ItemScores(nll=np.array(nll, dtype=np.float64),
-                      n_tokens=np.array([len(p) for p in positions], dtype=np.int64),
-                      n_bytes=utf8_lengths(texts))
 
 
 def pll_bits_per_byte_note() -> str:
     """One line for stage printouts and metrics: what PLL bits per byte are (and are not)."""
     return ("pseudo-log-likelihood bits per byte (masked LM, Salazar et al. 2020); not comparable "
             "with causal bits per byte")
-
-
-def model_kind(params) -> str:
-    """``causal_lm`` for a model trained here; the registry's kind for a hub model."""
-    if getattr(params.model, "source", "train") != "hub":
-        return "causal_lm"
-    from qfair.registry import models
-
-    return models()[params.model.name].kind

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
 
-from qfair.io import write_csv, write_json, write_text
+from qfair.io import sha256_file, sha256_text, write_csv, write_json, write_text
 
 STATE_FILE = "trainer_state.pt"
 
@@ -216,3 +216,59 @@ def write_log(log: TrainLog, folder: Path, summary_path: Path, parameters: int) 
     write_json(summary_path, {"parameters": parameters, "steps": last["step"],
                               "final_train_loss": last["loss"],
                               "final_dev_loss": float(dev["dev_loss"].iloc[-1]) if len(dev) else None})
+
+
+DEV_BLOCKS = 16  # dev loss: the mean over at most this many context-length blocks of the dev stream
+
+
+def dev_blocks(dev: torch.Tensor, context_length: int, count: int = DEV_BLOCKS) -> list[torch.Tensor]:
+    """Consecutive ``[1, context_length + 1]`` blocks from the start of the dev stream (at most ``count``)."""
+    width = context_length + 1
+    blocks = [dev[i * width : (i + 1) * width].unsqueeze(0) for i in range(min(count, len(dev) // width))]
+    if not blocks:
+        raise ValueError(f"data/corpus/dev holds {len(dev)} tokens, fewer than one block of "
+                         f"train.context_length + 1 = {width}: no dev loss could be measured")
+    return blocks
+
+
+def train_config(params, tokenizer_file: Path, manifest_file: Path) -> TrainConfig:
+    """params' train settings with a fingerprint of the data and settings (resuming needs a match)."""
+    data_hash = sha256_text(json.dumps(
+        [sha256_file(tokenizer_file), json.loads(Path(manifest_file).read_text())["files"]],
+        sort_keys=True))
+    return TrainConfig(**params.train.model_dump(exclude={"threads"}),
+                       seed=params.seed,
+                       fingerprint=sha256_text(json.dumps(
+                           # without `source`, so the fingerprint (and resuming) is as before
+                           [params.model.model_dump(exclude={"source"}), params.train.model_dump(),
+                            params.seed, data_hash], sort_keys=True)))
+
+
+def train_embedded(params, tokenizer_dir: Path, corpus: Path,
+                   checkpoints: Path) -> tuple[PreTrainedModel, object, TrainLog]:
+    """The train_model stage's work for ``model.source: train``: a seeded BLOOM trained on the corpus.
+
+    Checkpoints go to ``checkpoints``; a run interrupted after one resumes from it. Returns the
+    trained model, the tokenizer (saved with it) and the training log.
+    """
+    from transformers import AutoTokenizer
+
+    from qfair.corpus.store import split_texts
+    from qfair.models.load import build_bloom, count_parameters
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+
+    def tokenized(split: str) -> list[list[int]]:
+        return tokenizer(split_texts(corpus, split), add_special_tokens=False)["input_ids"]
+
+    stream = token_stream(tokenized("train"), bos, eos, params.seed)
+    dev = token_stream(tokenized("dev"), bos, eos, params.seed)
+    dev_batches = dev_blocks(dev, params.train.context_length)
+    config = train_config(params, Path(tokenizer_dir) / "tokenizer.json", Path(corpus) / "manifest.json")
+    model = build_bloom(len(tokenizer), params.model.hidden_size, params.model.n_layer,
+                        params.model.n_head, params.model.dropout, bos, eos,
+                        tokenizer.pad_token_id, params.seed)
+    print(f"BLOOM {count_parameters(model):,} parameters; {len(stream):,} training tokens; "
+          f"{params.train.steps * params.train.batch_size * params.train.context_length:,} tokens seen")
+    return model, tokenizer, train(model, stream, config, checkpoints, dev_batches=dev_batches)

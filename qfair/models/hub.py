@@ -81,6 +81,13 @@ def registry_entry(name: str) -> ModelEntry:
     return registry[name]
 
 
+def model_kind(params) -> str:
+    """``causal_lm`` for a model trained here; the registry's kind for a hub model."""
+    if getattr(params.model, "source", "train") != "hub":
+        return "causal_lm"
+    return models()[params.model.name].kind
+
+
 def preflight(params, *, device: bool = True, model: bool = True, flores: bool = True,
               env: Mapping[str, str] | None = None, cuda_available: bool | None = None) -> None:
     """Stage-start checks that need the machine, not just params.yaml; raise naming the key.
@@ -90,14 +97,12 @@ def preflight(params, *, device: bool = True, model: bool = True, flores: bool =
     (unless corpus.flores.data_dir points at a local copy, or HF_HUB_OFFLINE is set).
     """
     problems = []
-    if device and params.eval.device == "cuda":
-        if cuda_available is None:
-            import torch
+    if device:
+        from qfair.models.load import device_problem
 
-            cuda_available = torch.cuda.is_available()
-        if not cuda_available:
-            problems.append("eval.device: 'cuda' but this machine has no CUDA device "
-                            "(torch.cuda.is_available() is False); use eval.device: cpu here")
+        problem = device_problem(params.eval.device, cuda_available)
+        if problem is not None:
+            problems.append(f"eval.device: {params.eval.device!r}: {problem}")
     if model and getattr(params.model, "source", "train") == "hub":
         entry = registry_entry(params.model.name)
         if entry.gated and not hub_token(env) and not offline(env):
@@ -123,10 +128,10 @@ def _load_error(what: str, hub_id: str, revision: str, error: Exception) -> HubE
 def load_hub_model(entry: ModelEntry, revision: str, dtype: str = "auto",
                    cache_dir: Path | str | None = None):
     """The checkpoint as a transformers model (causal or masked LM head, as the registry says),
-    through :func:`qfair.models.load_model`: safetensors weights only, no remote code."""
+    through :func:`qfair.models.load.load_model`: safetensors weights only, no remote code."""
     from huggingface_hub.errors import HFValidationError
 
-    from qfair.models import load_model
+    from qfair.models.load import load_model
 
     try:
         return load_model(entry.hub_id, dtype=dtype, revision=revision, kind=entry.kind,
@@ -161,7 +166,7 @@ def materialize_model(entry: ModelEntry, out_dir: Path | str, revision: str, dty
     Returns provenance for the stage's metrics: hub id, revision, kind, dtype, exact parameters.
     """
     tokenizer = load_hub_tokenizer(entry, revision, cache_dir)
-    from qfair.models import count_parameters
+    from qfair.models.load import count_parameters
 
     model = load_hub_model(entry, revision, dtype, cache_dir)
     out_dir = Path(out_dir)
@@ -171,3 +176,20 @@ def materialize_model(entry: ModelEntry, out_dir: Path | str, revision: str, dty
     return {"source": "hub", "hub_id": entry.hub_id, "revision": revision, "kind": entry.kind,
             "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
             "parameters": count_parameters(model)}
+
+
+def materialize_profile(params, final: Path, checkpoints: Path) -> tuple[ModelEntry, str, dict]:
+    """The train_model stage's work for ``model.source: hub``: ``final`` from the hub, and in
+    ``checkpoints`` the registry's training-step revisions (Pythia's stepN branches) when the pinned
+    revision is used (else it stays empty). Returns the entry, the revision and the provenance."""
+    from qfair.io import atomic_dir
+
+    preflight(params, device=False, flores=False)  # a gated model needs its token before any download
+    entry, revision = registry_entry(params.model.name), params.model.resolved_revision
+    with atomic_dir(final) as tmp:
+        info = materialize_model(entry, tmp, revision, params.model.dtype)
+    with atomic_dir(checkpoints) as tmp:
+        for label in entry.checkpoints if revision == entry.revision else []:
+            step = int(label.removeprefix("step"))
+            materialize_model(entry, tmp / f"step_{step:06d}", label, params.model.dtype)
+    return entry, revision, info

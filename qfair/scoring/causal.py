@@ -1,9 +1,15 @@
 """Per-item and per-language likelihood evaluation: the one scoring path of qfair.
 
 Every model qfair scores, full precision or compressed, goes through :func:`score_items`.
-Definitions follow EXPERIMENTS.md: an item's NLL is the sum over its tokens (each predicted from
+Definitions follow docs/definitions.md: an item's NLL is the sum over its tokens (each predicted from
 BOS and the item's earlier tokens) in nats; bits per byte divides a language's summed NLL by
 ``ln 2`` times its UTF-8 bytes.
+
+The per-token NLL has three forms, one per pipeline path, all the same quantity up to float32
+rounding: on CPU, ``cross_entropy`` with the class axis second (every committed output; the other
+forms differ from it in the last bits of most tokens, so it stays); on a GPU, a log-softmax along
+the contiguous vocabulary axis (the strided form is slow there); under ``eval.compile``, the fused
+``logsumexp - logit`` (:func:`fused_token_nll_sums`), one graph with the forward pass.
 """
 
 from __future__ import annotations
@@ -249,9 +255,10 @@ def score_token_batches(model: torch.nn.Module, tokens: TokenItems, batches: Seq
     return nll.cpu().numpy()
 
 
-def check_finite(nll: np.ndarray) -> None:
+def check_finite_nll(nll: np.ndarray, scorer: str = "score_items") -> None:
+    """Raise ``FloatingPointError`` if the model gave any item a NaN or infinite NLL."""
     if not np.all(np.isfinite(nll)):
-        raise FloatingPointError("score_items: the model produced a non-finite NLL")
+        raise FloatingPointError(f"{scorer}: the model produced a non-finite NLL")
 
 
 def score_items(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_tokens: int = 4096,
@@ -266,7 +273,7 @@ def score_items(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_t
     tokens = TokenItems.from_lists(encode_items(tokenizer, texts, max_tokens))
     batches = length_sorted_batches(tokens.lengths, batch_tokens)
     nll = score_token_batches(model, tokens, batches, pad_token_id(tokenizer), progress, compile=compile)
-    check_finite(nll)
+    check_finite_nll(nll)
     return ItemScores(nll=nll, n_tokens=tokens.lengths - 1, n_bytes=utf8_lengths(texts))
 
 
@@ -311,7 +318,7 @@ def score_corpus(model: torch.nn.Module, tokenizer, splits: dict[str, dict[str, 
     """Score every item of every split and language in one batched pass.
 
     ``scorer`` replaces :func:`score_items` (same arguments), e.g. with
-    ``qfair.distributed.score_items`` to share the work among ``torchrun`` ranks.
+    ``qfair.scoring.distributed.score_items`` to share the work among ``torchrun`` ranks.
     Returns a tidy table: split, language, item_id, nll, n_tokens, n_bytes.
     """
     keys = [(split, lang, item_id) for split, per_lang in splits.items()

@@ -16,16 +16,19 @@ import hashlib
 import json
 import re
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from qfair.eval import model_device, score_items
+from qfair.analysis.resource import ResourceLevels, resource_levels
+from qfair.analysis.sweep import disparity_table, per_language_table, threshold_table
 from qfair.io import atomic_path, sha256_file
 from qfair.quant.apply import (
     WeightSnapshot,
@@ -35,7 +38,8 @@ from qfair.quant.apply import (
     load_bitsandbytes,
     target_linears,
 )
-from qfair.quant.configs import CompressionConfig
+from qfair.quant.configs import CompressionConfig, check_group_sizes, parse_config
+from qfair.scoring.causal import model_device, score_items
 
 Texts = dict[str, dict[str, str]]  # language -> item id -> text
 
@@ -81,8 +85,8 @@ def calibrate(model: torch.nn.Module, tokenizer, texts: Texts, settings: SweepSe
 
 
 def _dtype_name(model: torch.nn.Module) -> str:
-    """The name (qfair.models.DTYPES) of the model's floating-point dtype."""
-    from qfair.models import DTYPES
+    """The name (qfair.models.load.DTYPES) of the model's floating-point dtype."""
+    from qfair.models.load import DTYPES
 
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
     return next(name for name, value in DTYPES.items() if value == dtype)
@@ -113,11 +117,12 @@ def _tensor_digest(digest: hashlib._Hash, tensor: torch.Tensor) -> None:
 
 def _code_files() -> list[Path]:
     """The source files that compute a config's rows (quantizers, loaders, scoring)."""
-    import qfair.eval
-    import qfair.models
+    import qfair.models.load
+    import qfair.scoring.causal
 
     quant = Path(__file__).parent
-    return [*sorted(quant.glob("*.py")), Path(qfair.eval.__file__), Path(qfair.models.__file__)]
+    return [*sorted(quant.glob("*.py")), Path(qfair.scoring.causal.__file__),
+            Path(qfair.models.load.__file__)]
 
 
 def _version(name: str) -> str:
@@ -135,8 +140,8 @@ def sweep_fingerprint(model_path: Path, dtype: str, device: str, texts: Texts,
     model_path = Path(model_path)
     files = {str(f.relative_to(model_path)): sha256_file(f)
              for f in sorted(model_path.rglob("*")) if f.is_file()}
-    code = {f.name if f.parent == Path(__file__).parent else f"qfair/{f.name}": sha256_file(f)
-            for f in _code_files()}
+    package = Path(__file__).parents[1]
+    code = {f.relative_to(package).as_posix(): sha256_file(f) for f in _code_files()}
     header = {"format": PARTIAL_FORMAT, "model_files": files, "dtype": dtype, "device": device,
               "settings": dataclasses.asdict(settings), "texts": texts,
               "resource_share": resource_share, "code": code,
@@ -263,3 +268,118 @@ def run_sweep(model: torch.nn.Module, model_path: Path, tokenizer, configs: list
             store.save(name, result)
         frames.extend(result)
     return pd.concat(frames, ignore_index=True)
+
+
+def seeded_subset(per_language: Texts, count: int | str, seed: int) -> Texts:
+    """The same ``count`` item ids in every language (the split is parallel); "all": every item."""
+    if count == "all":
+        return per_language
+    ids = sorted(next(iter(per_language.values())))
+    rng = np.random.default_rng(seed)
+    chosen = sorted(ids[i] for i in rng.choice(len(ids), size=min(count, len(ids)), replace=False))
+    return {lang: {i: items[i] for i in chosen} for lang, items in per_language.items()}
+
+
+def layer_input_widths(path: Path, exclude: list[str]) -> set[int]:
+    """Input widths of the layers to compress, from the config alone (no weights loaded)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(path)))
+    return {lin.in_features for lin in target_linears(skeleton, exclude).values()}
+
+
+def check_sweepable(kind: str, model_name: str, configs: list[CompressionConfig],
+                    levels: ResourceLevels) -> dict[str, float]:
+    """Refuse what the sweep cannot do, before any model is loaded; return LA-ACIQ's shares."""
+    if kind == "masked_lm":
+        raise ValueError(f"model.name: {model_name!r} is a masked LM; the compression sweep scores "
+                         "causal likelihoods only (evaluate it with the evaluate stage, which uses "
+                         "pseudo-log-likelihood), or pick a causal_lm from qfair/registry/models.yaml")
+    resource = [c.name for c in configs if c.method == "laaciq" and c.weighting == "resource"]
+    if resource and not levels.complete:
+        levels.require_shares(levels.languages, f"compress.configs {resource} (LA-ACIQ resource weighting)")
+    return {lang: levels.share[lang] for lang in levels.languages if lang in levels.share}
+
+
+@dataclass
+class SweepRun:
+    """A finished sweep: per-item rows of every config, and what they were computed on."""
+
+    items: pd.DataFrame
+    configs: list[CompressionConfig]
+    texts: Texts
+    levels: ResourceLevels
+    seconds: float  # calibration and scoring, model loading included
+
+
+def compress_sweep(params, corpus: Path, model_dir: Path, partial: Path | None = None) -> SweepRun:
+    """The compress_sweep stage's work: checks first (no model loaded), then calibrate and sweep.
+
+    Resource levels come from the corpus manifest (embedded) or the hub model's published
+    pretraining shares (paper); a ``laaciq-resource`` config needs every language's share and a
+    masked LM is refused (the sweep scores causal likelihoods only).
+    """
+    from transformers import AutoTokenizer
+
+    from qfair.corpus.store import read_manifest, read_split
+    from qfair.determinism import deterministic_cpu
+    from qfair.models.hub import model_kind, preflight
+    from qfair.models.load import load_model
+
+    cp = params.compress
+    configs = [parse_config(name) for name in cp.configs]
+    preflight(params, model=False, flores=False)  # eval.device: cuda on a machine without CUDA
+    levels = resource_levels(params, read_manifest(corpus)["languages"])
+    share = check_sweepable(model_kind(params), getattr(params.model, "name", "bloom"), configs, levels)
+    check_group_sizes(configs, layer_input_widths(model_dir, cp.exclude_modules))
+    deterministic_cpu(params.train.threads)
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = load_model(model_dir, dtype=params.eval.dtype, device=params.eval.device)
+    texts = seeded_subset(read_split(corpus, "test"), cp.items_per_language, cp.seed)
+    calibration_texts = seeded_subset(read_split(corpus, "dev"), cp.calibration_items, cp.seed)
+    settings = SweepSettings(cp.exclude_modules, cp.laaciq_prior, cp.bnb_int8_threshold,
+                             params.eval.batch_tokens, params.eval.max_tokens,
+                             params.corpus.reference_language)
+    calibration = calibrate(model, tokenizer, calibration_texts, settings)
+    items = run_sweep(model, model_dir, tokenizer, configs, texts, calibration, share, settings,
+                      partial=partial)
+    return SweepRun(items, configs, texts, levels, time.perf_counter() - started)
+
+
+RTN_CHANNEL = r"rtn-w\d-ch-sym$"  # the plot series: symmetric per-channel RTN across bit widths
+
+
+def sweep_tables(run: SweepRun, resamples: int, confidence: float, seed: int, method: str,
+                 tau: float) -> dict[str, pd.DataFrame]:
+    """The sweep's tables, keyed by file stem: per_language, disparity, threshold_bits, and the
+    plot series disparity_vs_bits and degradation_vs_bits (per-channel symmetric RTN)."""
+    languages = sorted(run.texts)
+    ci = dict(resamples=resamples, confidence=confidence, seed=seed, method=method)
+    # NaN: a language without a resource level (an empty cell; left out of the terciles).
+    level = {lang: run.levels.level_or_nan(lang) for lang in languages}
+    per_language = per_language_table(run.items, run.configs, languages, level, **ci)
+    disparity = disparity_table(run.items, run.configs, languages, level, **ci)
+    channel = per_language[per_language["config"].str.match(RTN_CHANNEL)]
+    return {
+        "per_language": per_language, "disparity": disparity,
+        "threshold_bits": threshold_table(per_language, tau),
+        "disparity_vs_bits": disparity[disparity["config"].str.match(RTN_CHANNEL)][
+            ["bits", "range", "worst", "mean"]],
+        "degradation_vs_bits": channel[["language", "bits", "rel_degradation", "rel_degradation_ci_low",
+                                          "rel_degradation_ci_high"]],
+    }
+
+
+def sweep_metrics(run: SweepRun, disparity: pd.DataFrame) -> dict:
+    """metrics/sweep.json: sizes, each config's disparity, and the resource-level source if partial."""
+    metrics = {
+        "languages": len(run.texts), "items_per_language": len(next(iter(run.texts.values()))),
+        "configs": len(run.configs),
+        "disparity": {row["config"]: {k: round(row[k], 6) for k in ("range", "worst", "mean")}
+                      for _, row in disparity.iterrows()},
+    }
+    if not run.levels.complete:
+        metrics["resource_level"] = run.levels.describe()
+    return metrics

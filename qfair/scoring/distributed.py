@@ -1,21 +1,21 @@
 """Data-parallel scoring over several processes (``torchrun``): one process per GPU, or CPU ranks.
 
 Every rank tokenizes all items and forms exactly the batches one process would
-(:func:`qfair.eval.length_sorted_batches`); whole batches are dealt to ranks, balanced by padded
+(:func:`qfair.scoring.causal.length_sorted_batches`); whole batches are dealt to ranks, balanced by padded
 token count; each rank scores its batches; the NLLs are gathered to every rank in the original
 item order. Because every item is scored in the same batch (same shape, same neighbours) as in
 one process, the result is identical to one process, bit for bit on deterministic kernels.
 
 Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) nothing is initialised and
-:func:`score_items` is :func:`qfair.eval.score_items`, so a stage calls the same function either
+:func:`score_items` is :func:`qfair.scoring.causal.score_items`, so a stage calls the same function either
 way (under ``torchrun`` with one process the distributed path runs, with one rank)::
 
-    device = qfair.distributed.setup("cuda")        # this rank's GPU; or "cpu" (gloo)
+    device = qfair.scoring.distributed.setup("cuda")        # this rank's GPU; or "cpu" (gloo)
     model = load_model(path, dtype="bfloat16", device=device)
-    scores = qfair.distributed.score_items(model, tokenizer, texts, batch_tokens, max_tokens)
-    if qfair.distributed.is_main():
+    scores = qfair.scoring.distributed.score_items(model, tokenizer, texts, batch_tokens, max_tokens)
+    if qfair.scoring.distributed.is_main():
         write_csv(...)                               # one rank writes
-    qfair.distributed.teardown()
+    qfair.scoring.distributed.teardown()
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from qfair import eval as qeval
-from qfair.eval import ItemScores
+from qfair.scoring import causal
+from qfair.scoring.causal import ItemScores
 
 
 def launched() -> bool:
@@ -61,7 +61,7 @@ def setup(device: str = "cpu") -> torch.device:
     ``device`` "cuda" gives rank ``LOCAL_RANK`` its own GPU and the NCCL backend; "cpu" uses gloo.
     Without ``torchrun`` this only checks the device and returns it.
     """
-    from qfair.models import check_device
+    from qfair.models.load import check_device
 
     check_device(device)
     target = torch.device(device)
@@ -129,21 +129,22 @@ def gather_nll(nll: np.ndarray, mine: np.ndarray, device: torch.device) -> np.nd
 
 def score_items(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_tokens: int = 4096,
                 max_tokens: int = 1024, progress: bool = False, compile: bool = False) -> ItemScores:
-    """:func:`qfair.eval.score_items`, its batches shared among the ranks of a ``torchrun`` launch.
+    """:func:`qfair.scoring.causal.score_items`, its batches shared among the ranks of a ``torchrun`` launch.
 
-    Every rank returns the full result. In one process it is ``qfair.eval.score_items`` itself.
+    Every rank returns the full result. In one process it is ``qfair.scoring.causal.score_items`` itself.
     """
     if not active():
-        return qeval.score_items(model, tokenizer, texts, batch_tokens, max_tokens, progress, compile=compile)
-    tokens = qeval.TokenItems.from_lists(qeval.encode_items(tokenizer, texts, max_tokens))
-    batches = qeval.length_sorted_batches(tokens.lengths, batch_tokens)
+        return causal.score_items(model, tokenizer, texts, batch_tokens, max_tokens, progress,
+                                  compile=compile)
+    tokens = causal.TokenItems.from_lists(causal.encode_items(tokenizer, texts, max_tokens))
+    batches = causal.length_sorted_batches(tokens.lengths, batch_tokens)
     plan = assign_batches(batches, tokens.lengths, world_size())[rank()]
     mine = [batches[b] for b in plan]
-    nll = qeval.score_token_batches(model, tokens, mine, qeval.pad_token_id(tokenizer),
+    nll = causal.score_token_batches(model, tokens, mine, causal.pad_token_id(tokenizer),
                                     progress and is_main(), compile=compile)
     indices = np.array([i for batch in mine for i in batch], dtype=np.int64)
-    backend_device = (qeval.model_device(model) if dist.get_backend() == "nccl"
+    backend_device = (causal.model_device(model) if dist.get_backend() == "nccl"
                       else torch.device("cpu"))
     full = gather_nll(nll, indices, backend_device)  # every batch has one rank: no item is missing
-    qeval.check_finite(full)
-    return ItemScores(nll=full, n_tokens=tokens.lengths - 1, n_bytes=qeval.utf8_lengths(texts))
+    causal.check_finite_nll(full)
+    return ItemScores(nll=full, n_tokens=tokens.lengths - 1, n_bytes=causal.utf8_lengths(texts))

@@ -1,0 +1,60 @@
+"""Every pipeline path, relative to the repository root (where ``dvc repro`` runs the stages).
+
+dvc.yaml names the same paths as each stage's deps and outs; a stage or library function takes
+its paths from here instead of spelling them out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA = Path("data")
+CORPUS = DATA / "corpus"  # prepare_corpus: splits, manifest.json
+CORPUS_MANIFEST = CORPUS / "manifest.json"
+
+MODELS = Path("models")
+TOKENIZER = MODELS / "tokenizer"  # train_tokenizer
+
+
+def model_dir(profile: str) -> Path:
+    """``models/<profile>``: the profile's model (``final``) and its training checkpoints."""
+    return MODELS / profile
+
+
+def final_model(profile: str) -> Path:
+    """``models/<profile>/final``: the model every evaluation stage reads."""
+    return model_dir(profile) / "final"
+
+
+def checkpoints(profile: str) -> Path:
+    """``models/<profile>/checkpoints``: ``step_NNNNNN`` folders (trained here or from the hub)."""
+    return model_dir(profile) / "checkpoints"
+
+
+RESULTS = Path("results")
+PARAMS_VALIDATED = RESULTS / "params_validated.txt"
+TIMINGS = RESULTS / "timings"
+EVAL = RESULTS / "eval"
+SWEEP = RESULTS / "sweep"
+SWEEP_PARTIAL = SWEEP / "partial"  # per-config rows of an interrupted sweep; removed at the end
+CENSUS = RESULTS / "census"
+ACTIVATIONS = RESULTS / "activations"
+TOKENIZERS = RESULTS / "tokenizers"
+ANALYSIS = RESULTS / "analysis"
+HYPOTHESES = RESULTS / "hypotheses.json"
+SNAPSHOT = RESULTS / "SNAPSHOT.md"
+PLOTS_TEMPLATE = RESULTS / "plots" / "offline.html"
+
+METRICS = Path("metrics")
+TRAIN_CURVES = METRICS / "train"  # train_loss.csv, dev_loss.csv
+TRAIN_METRICS = METRICS / "train.json"
+EVAL_METRICS = METRICS / "eval.json"
+SWEEP_METRICS = METRICS / "sweep.json"
+CENSUS_METRICS = METRICS / "census.json"
+TOKENIZERS_METRICS = METRICS / "tokenizers.json"
+HYPOTHESES_METRICS = METRICS / "hypotheses.json"
+
+PAPER = Path("paper")
+PAPER_GENERATED = PAPER / "generated"
+PAPER_PDF = PAPER / "build" / "main.pdf"
+PAPER_FIRST_PAGE = PAPER / "build" / "page1.png"
