@@ -1,13 +1,12 @@
 """Stage report: paper/generated/ (numbers, tables, figures, appendix, checklist) from pipeline outputs."""
 
-from pathlib import Path
-
+from qfair import paths
 from qfair.params import load_params
 from qfair.report.build import build_report
 from qfair.report.results import load_results
 from qfair.stage import run_stage
 
-OUT = Path("paper/generated")
+OUT = paths.PAPER_GENERATED
 
 
 def main() -> None:

@@ -176,3 +176,12 @@ def test_component_table_weights_only() -> None:
     table = component_table(_census()).set_index("component")
     assert table.loc["attn_o", "max"] == 5.0 and table.loc["attn_o", "count"] == 2
     assert table.loc["attn_o", "mean"] == pytest.approx(2.75)
+
+
+def test_ledger_metrics_keeps_verdict_estimate_and_holm_p_only():
+    from qfair.analysis.mechanisms_run import ledger_metrics
+
+    ledger = [{"id": "A", "verdict": "SUPPORTED", "value": 0.5, "p_holm": 0.01, "ci_low": 0.1},
+              {"id": "B", "verdict": "NOT TESTABLE", "min_p": 0.0625, "reason": "n = 4"}]
+    assert ledger_metrics(ledger) == {"A": {"verdict": "SUPPORTED", "value": 0.5, "p_holm": 0.01},
+                                      "B": {"verdict": "NOT TESTABLE"}}

@@ -7,28 +7,29 @@ from pathlib import Path
 
 import pandas as pd
 
+from qfair import paths
 from qfair.io import read_json
 
 # Pipeline outputs the report reads (the report stage lists the same paths as DVC deps).
 INPUTS = {
-    "train_metrics": "metrics/train.json",
-    "train_loss": "metrics/train/train_loss.csv",
-    "dev_loss": "metrics/train/dev_loss.csv",
-    "eval_metrics": "metrics/eval.json",
-    "per_language": "results/eval/per_language.csv",
-    "sweep": "results/sweep/per_language.csv",
-    "disparity": "results/sweep/disparity.csv",
-    "threshold_bits": "results/sweep/threshold_bits.csv",
-    "census": "metrics/census.json",
-    "tensors": "results/census/tensors.csv",
-    "sink_heads": "results/activations/sink_heads.csv",
-    "premium": "results/tokenizers/premium.csv",
-    "languages": "results/analysis/languages.csv",
-    "layers": "results/analysis/layers.csv",
-    "checkpoints": "results/analysis/checkpoints.csv",
-    "ledger": "results/hypotheses.json",
-    "manifest": "data/corpus/manifest.json",
-    "timings": "results/timings",
+    "train_metrics": paths.TRAIN_METRICS,
+    "train_loss": paths.TRAIN_CURVES / "train_loss.csv",
+    "dev_loss": paths.TRAIN_CURVES / "dev_loss.csv",
+    "eval_metrics": paths.EVAL_METRICS,
+    "per_language": paths.EVAL / "per_language.csv",
+    "sweep": paths.SWEEP / "per_language.csv",
+    "disparity": paths.SWEEP / "disparity.csv",
+    "threshold_bits": paths.SWEEP / "threshold_bits.csv",
+    "census": paths.CENSUS_METRICS,
+    "tensors": paths.CENSUS / "tensors.csv",
+    "sink_heads": paths.ACTIVATIONS / "sink_heads.csv",
+    "premium": paths.TOKENIZERS / "premium.csv",
+    "languages": paths.ANALYSIS / "languages.csv",
+    "layers": paths.ANALYSIS / "layers.csv",
+    "checkpoints": paths.ANALYSIS / "checkpoints.csv",
+    "ledger": paths.HYPOTHESES,
+    "manifest": paths.CORPUS_MANIFEST,
+    "timings": paths.TIMINGS,
 }
 
 

@@ -1,0 +1,79 @@
+"""The mechanisms stage's work: Track A's per-unit tables and the hypothesis ledger.
+
+A language's resource level comes from the corpus manifest (embedded) or the hub model's
+published pretraining shares (paper, qfair.analysis.resource). A language without one has an
+empty resource_level cell in languages.csv and is left out of the hypotheses that use it (the
+ledger's record lists it under ``left_out``); every other hypothesis keeps every language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from qfair import paths
+from qfair.analysis.ledger import evaluate_ledger
+from qfair.analysis.mechanisms import (
+    checkpoint_table,
+    component_table,
+    language_table,
+    layer_kurtosis,
+    layer_table,
+    outlier_layers,
+)
+from qfair.analysis.resource import ResourceLevels, resource_levels
+from qfair.analysis.sweep import laaciq_verdicts
+from qfair.io import read_json
+
+
+@dataclass
+class MechanismsRun:
+    tables: dict[str, pd.DataFrame]  # per unit: language, layer, checkpoint
+    components: pd.DataFrame
+    outliers: list[int]
+    ledger: list[dict]
+    levels: ResourceLevels
+
+
+def run_mechanisms(params) -> MechanismsRun:
+    """Read the census, activation profile, sweep and evaluation outputs; tables and ledger."""
+    ap = params.analysis
+    census = pd.read_csv(paths.CENSUS / "tensors.csv")
+    census["layer"] = census["layer"].astype("Int64")
+    summaries = read_json(paths.CENSUS / "summary.json")
+    profile = pd.read_csv(paths.ACTIVATIONS / "layers.csv")
+    sweep = pd.read_csv(paths.SWEEP / "per_language.csv")
+    evaluation = pd.read_csv(paths.EVAL / "per_language.csv")
+    manifest = read_json(paths.CORPUS_MANIFEST)["languages"]
+    levels = resource_levels(params, manifest)
+    # language_table reads script and resource_level from here; NaN marks "no resource level"
+    manifest = {lang: {**entry, "resource_level": levels.level_or_nan(lang)}
+                for lang, entry in manifest.items()}
+    missing = sorted(set(profile["language"]) - set(sweep["language"]))
+    if missing:
+        raise ValueError(f"languages {missing} are in the activation profile but missing from the sweep")
+
+    kurt = layer_kurtosis(census[census["model"] == "final"])
+    outliers = outlier_layers(kurt, ap.outlier_layers_k)
+    tables = {
+        "language": language_table(profile, kurt, outliers, evaluation[evaluation["split"] == "test"],
+                                   manifest, sweep, params.corpus.reference_language),
+        "layer": layer_table(kurt, profile),
+        "checkpoint": checkpoint_table(summaries),
+    }
+    cp = params.compress
+    sweep_verdicts = laaciq_verdicts(
+        pd.read_csv(paths.SWEEP / "items.csv"),
+        [r for r in params.hypotheses if r.kind == "laaciq_vs_aciq"], cp.bootstrap_resamples,
+        params.eval.confidence, cp.seed, params.eval.ci_method)
+    ledger = evaluate_ledger(params.hypotheses, tables, sweep_verdicts,
+                             ap.alpha, ap.permutation_resamples, ap.bootstrap_resamples,
+                             params.eval.confidence, ap.seed, holm_family=ap.holm_family)
+    return MechanismsRun(tables, component_table(census), outliers, ledger, levels)
+
+
+def ledger_metrics(ledger: list[dict]) -> dict:
+    """``metrics/hypotheses.json``: verdict, estimate and Holm p per hypothesis."""
+    return {r["id"]: {"verdict": r["verdict"], **({"value": r["value"]} if "value" in r else {}),
+                      **({"p_holm": r["p_holm"]} if "p_holm" in r else {})} for r in ledger}
