@@ -216,7 +216,7 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], sweep_verd
                                           f"(at least {MIN_UNITS} needed); left out: {left_out}"})
                 continue
         else:
-            table = tables[rule.unit]
+            table, left_out = tables[rule.unit], []
             x, y = _column(table, rule.x, rule.id), _column(table, rule.y, rule.id)
             wins, n = int((x > y).sum()), int((x != y).sum())  # a sign test drops ties
             if n == 0:
@@ -227,7 +227,7 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], sweep_verd
             estimate = (_estimate(rule, table) if rule.kind == "correlation"
                         else {"statistic": "share_x_greater", "value": wins / n})
             records.append({**base, "n": n, "min_p": min_p, "verdict": NOT_TESTABLE,
-                            "holm_family": False, **estimate,
+                            "holm_family": False, **estimate, **({"left_out": left_out} if left_out else {}),
                             "reason": _not_testable(min_p, alpha / m, n, rule.unit, alpha, m)})
             continue
         result = (_correlation(rule, table, left_out, settings) if rule.kind == "correlation"
