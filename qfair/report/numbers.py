@@ -359,7 +359,9 @@ def absent_numbers(
     for rule_id, kind in _hypothesis_kinds(profiles).items():
         if rule_id not in ledger:  # not in this profile's ledger at all
             absent[f"hyp/{rule_id}/verdict"] = ABSENT
-        if ledger.get(rule_id, {}).get("value") is None:  # not run here: no estimate
+        row = ledger.get(rule_id, {})
+        # not run here (no estimate), or not testable (an estimate, but no CI or p-values)
+        if row.get("value") is None or row.get("verdict") == "NOT TESTABLE":
             absent.update({f"hyp/{rule_id}/{field}": ABSENT for field in HYPOTHESIS_FIELDS[kind]})
     swept = set(results.disparity["config"])
     for config in sorted(_named_configs(profiles) - swept):

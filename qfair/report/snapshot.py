@@ -84,10 +84,10 @@ def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFram
         elif "value" in row:
             stat = (f"{row.get('statistic', '')} {_fmt(row['value'])} "
                     f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]")
-            if row.get("left_out"):  # units without this test's metrics (no resource level)
-                stat += f" (n={row['n']}; without {', '.join(row['left_out'])})"
         else:
             stat = row.get("reason", "")
+        if "value" in row and row.get("left_out"):  # units without this test's metrics (no resource level)
+            stat += f" (n={row['n']}; without {', '.join(row['left_out'])})"
         p_holm = _fmt(row["p_holm"]) if "p_holm" in row else ""
         lines.append(f"| {row['id']} | {row['statement']} | {stat} | {p_holm} | **{row['verdict']}** |")
     lines += ["", f"## Disparity of selected configs (relative degradation: NLL increase, {level})", "",
