@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -46,6 +45,7 @@ from transformers import AutoTokenizer, BloomConfig, BloomForCausalLM
 
 from qfair.io import read_jsonl
 from qfair.models.load import count_parameters
+from qfair.models.throughput import measure_peak, timed
 from qfair.quant.apply import WeightSnapshot, apply_in_place, load_bitsandbytes, target_linears
 from qfair.quant.configs import parse_config
 from qfair.quant.sweep_runner import SweepSettings, calibrate
@@ -79,41 +79,6 @@ def family(name: str) -> str:
     if config.method == "prune":
         return f"prune-{config.prior}"
     return config.method
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, device: torch.device):
-    synchronize(device)
-    start = time.perf_counter()
-    result = fn()
-    synchronize(device)
-    return result, time.perf_counter() - start
-
-
-def measure_peak(device: torch.device, n: int, repeats: int = 10) -> float:
-    """bf16 (GPU) or float32 (CPU) matrix-product rate in FLOP/s, random operands, median."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    generator = torch.Generator(device=device).manual_seed(0)
-    a = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
-    b = torch.randn(n, n, device=device, dtype=dtype, generator=generator)
-    for _ in range(3):
-        torch.mm(a, b)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            torch.mm(a, b)
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            times.append(timed(lambda: torch.mm(a, b), device)[1])
-    return 2 * n**3 / statistics.median(times)
 
 
 def flores_like_texts(corpus: Path, tokenizer, languages: int, items: int, seed: int,

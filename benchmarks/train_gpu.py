@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from bench_gpu import read_split, timed
+from bench_gpu import read_split
 from transformers import AutoTokenizer, get_cosine_with_min_lr_schedule_with_warmup
 
 from qfair.analysis.sweep import disparity_table, per_language_table
 from qfair.io import read_jsonl
 from qfair.models.load import build_bloom, count_parameters, load_model
+from qfair.models.throughput import timed
 from qfair.models.train import mean_loss, sample_batch, token_stream
 from qfair.quant.configs import parse_config
 from qfair.quant.sweep_runner import SweepSettings, calibrate, run_sweep

@@ -186,6 +186,23 @@ class TrainParams(Strict):
     grad_clip: float = Field(gt=0)
     checkpoint_every: int = Field(ge=1)
     threads: int = Field(ge=1, le=256)
+    # GPU training (the scale profile); the defaults are the embedded profile's CPU run.
+    device: Literal["cpu", "cuda"] = "cpu"
+    precision: Literal["float32", "bfloat16"] = "float32"  # bfloat16: autocast, float32 master weights
+    compile: bool = False  # torch.compile the training forward pass
+    checkpoint_schedule: Literal["every", "log"] = "every"  # log: log_checkpoints log-spaced steps
+    log_checkpoints: int = Field(default=12, ge=2, le=100)
+    eval_every: int | None = Field(default=None, ge=1)  # dev loss also every N steps
+    early_stopping_patience: int | None = Field(default=None, ge=1)  # keep the best-dev weights
+    dev_blocks: int = Field(default=16, ge=1, le=4096)  # context-length blocks of dev text per dev loss
+
+    @model_validator(mode="after")
+    def _precision_on_device(self) -> TrainParams:
+        if self.precision == "bfloat16" and self.device == "cpu":
+            raise ValueError("precision bfloat16 is for device cuda; the CPU run trains in float32")
+        if self.early_stopping_patience is not None and self.eval_every is None:
+            raise ValueError("early_stopping_patience needs eval_every (how often the dev loss is measured)")
+        return self
 
 
 class EvalParams(Strict):
@@ -316,7 +333,7 @@ class AnalysisParams(Strict):
 
 
 class Params(Strict):
-    profile: Literal["embedded", "paper"]
+    profile: Literal["embedded", "scale", "paper"]
     seed: int
     corpus: Annotated[Annotated[CorpusParams, Tag("kolibri")] | Annotated[FloresCorpusParams, Tag("flores")],
                       _source_tag("kolibri")]

@@ -6,7 +6,7 @@ import pandas as pd
 from qfair import paths
 from qfair.determinism import deterministic_cpu
 from qfair.io import atomic_dir, write_csv, write_json
-from qfair.models.load import count_parameters
+from qfair.models.load import check_device, count_parameters
 from qfair.models.train import train_embedded, write_log
 from qfair.params import load_params
 from qfair.stage import run_stage
@@ -31,12 +31,13 @@ def main() -> None:
         materialize_hub(params)
         return
     deterministic_cpu(params.train.threads)
-    model, tokenizer, log = train_embedded(params, paths.TOKENIZER, paths.CORPUS,
-                                           paths.checkpoints(params.profile))
+    check_device(params.train.device)  # a cuda run on a machine without CUDA stops here, naming it
+    model, tokenizer, log, record = train_embedded(params, paths.TOKENIZER, paths.CORPUS,
+                                                   paths.checkpoints(params.profile))
     with atomic_dir(paths.final_model(params.profile)) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
-    write_log(log, paths.TRAIN_CURVES, paths.TRAIN_METRICS, count_parameters(model))
+    write_log(log, paths.TRAIN_CURVES, paths.TRAIN_METRICS, count_parameters(model), record)
 
 
 if __name__ == "__main__":

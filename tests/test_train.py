@@ -301,3 +301,66 @@ def test_dev_blocks_are_consecutive_windows_from_the_start() -> None:
     assert len(dev_blocks(dev, context_length=9)) == 5  # at most what the stream holds
     with pytest.raises(ValueError, match="fewer than one block"):
         dev_blocks(torch.arange(5), context_length=9)
+
+
+def test_log_spaced_checkpoint_steps() -> None:
+    steps = _config(steps=1600, checkpoint_every=10, checkpoint_schedule="log", log_checkpoints=12).checkpoint_steps()
+    assert min(steps) == 10 and max(steps) == 1600 and len(steps) == 12
+    ordered = sorted(steps)
+    ratios = [b / a for a, b in itertools.pairwise(ordered)]
+    assert max(ratios) / min(ratios) < 1.2  # evenly spaced on a log scale (up to rounding)
+    every = _config(steps=7, checkpoint_every=3).checkpoint_steps()
+    assert every == {3, 6, 7}
+
+
+def test_eval_steps_add_the_interval_to_checkpoints() -> None:
+    config = _config(steps=10, checkpoint_every=5, eval_every=2)
+    assert config.eval_steps() == {2, 4, 5, 6, 8, 10}
+    assert _config(steps=6, checkpoint_every=3).eval_steps() == {3, 6}
+
+
+def test_early_stopping_keeps_the_best_dev_weights(make_bloom, tiny_stream, tmp_path, monkeypatch) -> None:
+    # A dev loss that is lowest at step 2 and then rises: the run stops after `patience` worse
+    # evaluations and the model holds the step-2 weights (checkpoint step_000002).
+    import qfair.models.train as train_module
+
+    losses = iter([3.0, 1.0, 2.0, 2.5, 2.7, 2.9])
+    monkeypatch.setattr(train_module, "mean_loss", lambda model, batches, config=None: next(losses))
+    config = _config(steps=12, checkpoint_every=1, eval_every=1, early_stopping_patience=2)
+    model, log = _run(make_bloom, tiny_stream, tmp_path / "ck", config, dev_batches=[tiny_stream[:17][None]])
+    assert log.best_step == 2 and log.stopped_early
+    assert [row["step"] for row in log.rows] == [1, 2, 3, 4]  # stopped 2 evaluations after the best
+    best = load_file(str(tmp_path / "ck" / "step_000002" / "model.safetensors"))
+    state = model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in best.items())
+    assert log.tokens == 4 * config.batch_size * (config.context_length + 1)
+    assert log.seconds > 0
+
+
+def test_run_record_reports_epochs_gap_and_mfu() -> None:
+    from qfair.models.train import TrainLog, run_record
+
+    rows = [{"step": s, "loss": 4.0 - 0.1 * s, "lr": 1e-3, "grad_norm": 1.0} for s in range(1, 11)]
+    rows[4]["dev_loss"], rows[9]["dev_loss"] = 3.9, 3.95
+    log = TrainLog(rows=rows, best_step=5, stopped_early=True, seconds=2.0, tokens=10 * 2 * 16)
+    config = _config(steps=20, checkpoint_every=5, eval_every=5, early_stopping_patience=1)
+    record = run_record(log, config, parameters=1000, stream_tokens=64, peak_flops=1e9)
+    assert record["model_step"] == 5 and record["dev_loss_at_model_step"] == 3.9
+    assert record["train_loss_at_model_step"] == pytest.approx((3.9 + 3.8 + 3.7 + 3.6 + 3.5) / 5)
+    assert record["train_dev_gap"] == pytest.approx(3.9 - 3.7)
+    assert record["epochs"] == pytest.approx(320 / 64)
+    assert record["epochs_at_model_step"] == pytest.approx(5 * 2 * 16 / 64)
+    assert record["tokens_per_second"] == pytest.approx(160)
+    assert record["mfu"] == pytest.approx(6 * 1000 * 320 / 2.0 / 1e9)
+
+
+def test_bfloat16_training_needs_a_gpu_device() -> None:
+    from qfair.params import TrainParams
+
+    base = dict(steps=10, batch_size=2, context_length=16, learning_rate=1e-3, warmup_steps=1,
+                min_lr_ratio=0.1, weight_decay=0.1, grad_clip=1.0, checkpoint_every=5, threads=1)
+    with pytest.raises(ValueError, match="bfloat16 is for device cuda"):
+        TrainParams(**base, precision="bfloat16")
+    with pytest.raises(ValueError, match="needs eval_every"):
+        TrainParams(**base, early_stopping_patience=2)
+    assert TrainParams(**base, device="cuda", precision="bfloat16").compile is False

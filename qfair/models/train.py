@@ -1,7 +1,10 @@
-"""Seeded, resumable causal-LM training on CPU (or GPU) for the embedded profile.
+"""Seeded, resumable causal-LM training on CPU (embedded profile) or one GPU (scale profile).
 
 Each step draws its batch from ``default_rng([seed, step])`` and seeds dropout with the step, so
-a run interrupted after any checkpoint and resumed gives the same weights as an uninterrupted one.
+a run interrupted after any checkpoint and resumed gives the same weights as an uninterrupted one
+(on CPU bit for bit; on a GPU up to its kernels' own nondeterminism). On a GPU the step runs under
+bf16 autocast with fused AdamW and optionally ``torch.compile``; with early stopping the dev loss is
+measured every ``eval_every`` steps and the weights with the lowest dev loss become the model.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import json
 import math
 import pickle
 import shutil
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,11 +48,35 @@ class TrainConfig:
     checkpoint_every: int
     seed: int
     fingerprint: str = ""  # identifies data + settings; a checkpoint of another run is not resumed
+    device: str = "cpu"
+    precision: str = "float32"  # float32, or bfloat16 autocast (weights and optimizer stay float32)
+    compile: bool = False  # torch.compile the training forward pass
+    checkpoint_schedule: str = "every"  # every: each checkpoint_every steps; log: log-spaced steps
+    log_checkpoints: int = 12  # how many log-spaced checkpoints (checkpoint_schedule: log)
+    eval_every: int | None = None  # dev loss interval (None: at checkpoints only)
+    early_stopping_patience: int | None = None  # dev evaluations without improvement before stopping
+    dev_blocks: int = 16
+
+    def checkpoint_steps(self) -> set[int]:
+        """Steps that save a checkpoint: a fixed interval, or log-spaced from ``checkpoint_every``."""
+        if self.checkpoint_schedule == "log":
+            spaced = np.geomspace(min(self.checkpoint_every, self.steps), self.steps, self.log_checkpoints)
+            return {int(round(s)) for s in spaced} | {self.steps}
+        return {s for s in range(self.checkpoint_every, self.steps + 1, self.checkpoint_every)} | {self.steps}
+
+    def eval_steps(self) -> set[int]:
+        """Steps that measure the dev loss: every checkpoint, and every ``eval_every`` steps."""
+        extra = set(range(self.eval_every, self.steps + 1, self.eval_every)) if self.eval_every else set()
+        return self.checkpoint_steps() | extra
 
 
 @dataclass
 class TrainLog:
     rows: list[dict] = field(default_factory=list)
+    best_step: int | None = None  # early stopping: the step whose weights became the model
+    stopped_early: bool = False
+    seconds: float = 0.0  # wall time of the training steps (dev evaluations and saving excluded)
+    tokens: int = 0  # tokens processed by those steps
 
 
 def token_stream(tokenized_items: list[list[int]], bos: int, eos: int, seed: int) -> torch.Tensor:
@@ -73,6 +101,8 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": rest, "weight_decay": 0.0}]
+    if config.device == "cuda":  # one fused kernel for the whole update
+        return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95), fused=True)
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95))
 
 
@@ -153,10 +183,23 @@ def _resume(model: PreTrainedModel, optimizer, scheduler, config: TrainConfig,
     return 0, TrainLog()
 
 
+def _autocast(config: TrainConfig) -> torch.autocast:
+    device = torch.device(config.device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16")
+
+
 @torch.no_grad()
-def mean_loss(model: PreTrainedModel, batches: list[torch.Tensor]) -> float:
+def mean_loss(model: PreTrainedModel, batches: list[torch.Tensor],
+              config: TrainConfig | None = None) -> float:
+    """Mean loss over ``batches`` in eval mode (on ``config``'s device and precision)."""
     model.eval()
-    losses = [model(input_ids=b, labels=b).loss.item() for b in batches]
+    if config is None or config.device == "cpu" and config.precision == "float32":
+        losses = [model(input_ids=b, labels=b).loss.item() for b in batches]
+    else:
+        with _autocast(config):
+            losses = [model(input_ids=b.to(config.device), labels=b.to(config.device)).loss
+                      for b in batches]
+        losses = torch.stack(losses).float().cpu().tolist()
     model.train()
     return float(np.mean(losses))
 
@@ -166,20 +209,31 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
           progress: bool = True) -> TrainLog:
     """Train ``model`` in place; checkpoints go to ``folder/step_NNNNNN`` (safetensors).
 
-    ``stop_after`` ends the run early at that step, as an interruption would (for tests).
+    ``stop_after`` ends the run early at that step, as an interruption would (for tests). With
+    ``config.early_stopping_patience`` the run stops once the dev loss has not improved for that
+    many evaluations, and the model is left holding the weights of its best dev loss.
     """
+    device = torch.device(config.device)
+    model.to(device)
     optimizer = _optimizer(model, config)
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps,
         min_lr_rate=config.min_lr_ratio)
     start, log = _resume(model, optimizer, scheduler, config, folder)
+    forward = torch.compile(model) if config.compile else model
+    saves, evals = config.checkpoint_steps(), config.eval_steps()
+    best_loss, best_state, since_best = math.inf, None, 0
     model.train()
     bar = tqdm(range(start + 1, config.steps + 1), initial=start, total=config.steps,
                desc="train", disable=not progress, mininterval=2)
+    step_seconds, clock = 0.0, time.perf_counter()
     for step in bar:
         batch = sample_batch(stream, config.batch_size, config.context_length, config.seed, step)
+        if device.type == "cuda":
+            batch = batch.pin_memory().to(device, non_blocking=True)
         torch.manual_seed(config.seed * 1_000_003 + step)  # dropout masks depend on the step only
-        loss = model(input_ids=batch, labels=batch).loss
+        with _autocast(config):
+            loss = forward(input_ids=batch, labels=batch).loss
         if not math.isfinite(loss.item()):
             raise TrainingDivergedError(
                 f"training loss is {loss.item()} at step {step} (lr {scheduler.get_last_lr()[0]:.3g}); "
@@ -191,22 +245,41 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
         row = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
                "grad_norm": float(grad_norm)}
         scheduler.step()
-        if step % config.checkpoint_every == 0 or step == config.steps:
-            if dev_batches:
-                row["dev_loss"] = mean_loss(model, dev_batches)
-            log.rows.append(row)
+        log.tokens += batch.numel()
+        if step in evals and dev_batches:
+            step_seconds += time.perf_counter() - clock
+            row["dev_loss"] = mean_loss(model, dev_batches, config)
+            if row["dev_loss"] < best_loss:
+                best_loss, since_best, log.best_step = row["dev_loss"], 0, step
+                if config.early_stopping_patience is not None:
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+            clock = time.perf_counter()
+        log.rows.append(row)
+        if step in saves:
+            step_seconds += time.perf_counter() - clock
             _save_checkpoint(model, optimizer, scheduler, step, log, config, folder)
-        else:
-            log.rows.append(row)
+            clock = time.perf_counter()
         bar.set_postfix(loss=f"{row['loss']:.3f}")
         if stop_after is not None and step >= stop_after:
             break
+        if config.early_stopping_patience is not None and since_best >= config.early_stopping_patience:
+            log.stopped_early = True
+            break
+    log.seconds += step_seconds + time.perf_counter() - clock
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     return log
 
 
-def write_log(log: TrainLog, folder: Path, summary_path: Path, parameters: int) -> None:
-    """Training and dev loss curves as CSV (for ``dvc plots``) and a summary for ``dvc metrics``."""
+def write_log(log: TrainLog, folder: Path, summary_path: Path, parameters: int,
+              extra: dict | None = None) -> None:
+    """Training and dev loss curves as CSV (for ``dvc plots``) and a summary for ``dvc metrics``.
+
+    ``extra`` (throughput, epochs, the early-stopping record) joins the summary.
+    """
     frame = pd.DataFrame(log.rows)
     write_csv(folder / "train_loss.csv", frame[["step", "loss", "lr", "grad_norm"]])
     dev = frame.dropna(subset=["dev_loss"]) if "dev_loss" in frame else frame.iloc[:0]
@@ -215,7 +288,40 @@ def write_log(log: TrainLog, folder: Path, summary_path: Path, parameters: int) 
     last = log.rows[-1]
     write_json(summary_path, {"parameters": parameters, "steps": last["step"],
                               "final_train_loss": last["loss"],
-                              "final_dev_loss": float(dev["dev_loss"].iloc[-1]) if len(dev) else None})
+                              "final_dev_loss": float(dev["dev_loss"].iloc[-1]) if len(dev) else None,
+                              **(extra or {})})
+
+
+def run_record(log: TrainLog, config: TrainConfig, parameters: int, stream_tokens: int,
+               peak_flops: float | None) -> dict:
+    """What a GPU run reports beside its curves: throughput, MFU, epochs and the train/dev gap.
+
+    The train/dev gap is taken at the model's step (the best dev loss under early stopping): the
+    mean training loss of the last ``eval_every`` steps up to it against its dev loss.
+    """
+    frame = pd.DataFrame(log.rows)
+    step = log.best_step if config.early_stopping_patience is not None else int(frame["step"].iloc[-1])
+    window = frame[(frame["step"] <= step) & (frame["step"] > step - (config.eval_every or config.checkpoint_every))]
+    dev = frame.set_index("step")["dev_loss"].get(step) if "dev_loss" in frame else None
+    tokens_per_second = log.tokens / log.seconds if log.seconds > 0 else None
+    record = {
+        "model_step": step, "stopped_early": log.stopped_early,
+        "tokens_seen": log.tokens, "training_stream_tokens": stream_tokens,
+        "epochs": log.tokens / stream_tokens,
+        "epochs_at_model_step": step * config.batch_size * config.context_length / stream_tokens,
+        "train_loss_at_model_step": float(window["loss"].mean()),
+        "dev_loss_at_model_step": None if dev is None or pd.isna(dev) else float(dev),
+        "train_seconds": log.seconds, "tokens_per_second": tokens_per_second,
+        "device": config.device, "precision": config.precision, "compile": config.compile,
+    }
+    if record["dev_loss_at_model_step"] is not None:
+        record["train_dev_gap"] = record["dev_loss_at_model_step"] - record["train_loss_at_model_step"]
+    if peak_flops and tokens_per_second:
+        from qfair.models.throughput import training_mfu
+
+        record["peak_flops_measured"] = peak_flops
+        record["mfu"] = training_mfu(parameters, log.tokens, log.seconds, peak_flops)
+    return record
 
 
 DEV_BLOCKS = 16  # dev loss: the mean over at most this many context-length blocks of the dev stream
@@ -245,11 +351,12 @@ def train_config(params, tokenizer_file: Path, manifest_file: Path) -> TrainConf
 
 
 def train_embedded(params, tokenizer_dir: Path, corpus: Path,
-                   checkpoints: Path) -> tuple[PreTrainedModel, object, TrainLog]:
+                   checkpoints: Path) -> tuple[PreTrainedModel, object, TrainLog, dict]:
     """The train_model stage's work for ``model.source: train``: a seeded BLOOM trained on the corpus.
 
     Checkpoints go to ``checkpoints``; a run interrupted after one resumes from it. Returns the
-    trained model, the tokenizer (saved with it) and the training log.
+    trained model, the tokenizer (saved with it), the training log and, on a GPU, the run record
+    (:func:`run_record`; empty on CPU, whose summary stays as it was).
     """
     from transformers import AutoTokenizer
 
@@ -264,11 +371,21 @@ def train_embedded(params, tokenizer_dir: Path, corpus: Path,
 
     stream = token_stream(tokenized("train"), bos, eos, params.seed)
     dev = token_stream(tokenized("dev"), bos, eos, params.seed)
-    dev_batches = dev_blocks(dev, params.train.context_length)
+    dev_batches = dev_blocks(dev, params.train.context_length, params.train.dev_blocks)
     config = train_config(params, Path(tokenizer_dir) / "tokenizer.json", Path(corpus) / "manifest.json")
     model = build_bloom(len(tokenizer), params.model.hidden_size, params.model.n_layer,
                         params.model.n_head, params.model.dropout, bos, eos,
                         tokenizer.pad_token_id, params.seed)
     print(f"BLOOM {count_parameters(model):,} parameters; {len(stream):,} training tokens; "
           f"{params.train.steps * params.train.batch_size * params.train.context_length:,} tokens seen")
-    return model, tokenizer, train(model, stream, config, checkpoints, dev_batches=dev_batches)
+    log = train(model, stream, config, checkpoints, dev_batches=dev_batches)
+    if config.device == "cpu":
+        return model, tokenizer, log, {}
+    from qfair.models.throughput import measure_peak
+
+    peak = measure_peak(torch.device(config.device))
+    record = run_record(log, config, count_parameters(model), len(stream), peak)
+    print(f"{record['tokens_per_second']:,.0f} tokens/s, MFU {record.get('mfu', float('nan')):.1%} "
+          f"of a measured {peak / 1e12:.0f} TFLOP/s; model = step {record['model_step']} "
+          f"({record['epochs_at_model_step']:.2f} epochs, train/dev gap {record.get('train_dev_gap')})")
+    return model, tokenizer, log, record
