@@ -152,7 +152,8 @@ def test_load_primary_and_extras(fake: dict) -> None:
 
 
 def test_split_verses_parallel_and_drops_empty() -> None:
-    cleaned = {"a": {f"v{i}": f"a{i}" for i in range(40)}, "b": {f"v{i}": f"b{i}" for i in range(40) if i != 7}}
+    cleaned = {"a": {f"v{i}": f"a{i}" for i in range(40)},
+               "b": {f"v{i}": f"b{i}" for i in range(40) if i != 7}}
     splits = split_verses(cleaned, 10, 10, seed=1)
     for name in ("dev", "test"):
         assert set(splits[name]["a"]) == set(splits[name]["b"])
