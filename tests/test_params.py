@@ -140,7 +140,7 @@ def test_hidden_size_not_divisible_by_heads(raw: dict) -> None:
 def test_split_fractions_must_leave_training_data(raw: dict) -> None:
     data = _with(_with(raw, "corpus.split.dev_fraction", 0.45), "corpus.split.test_fraction", 0.4)
     message = _error(data)
-    assert "corpus" in _error_lines(message), message
+    assert "corpus.split" in _error_lines(message), message
     assert "dev_fraction" in message and "test_fraction" in message
 
 

