@@ -100,7 +100,8 @@ def root_run(workspace: Path):
 
 def _quoted(numbers: dict[str, str]) -> set[str]:
     """Keys the hand-written paper quotes, and those the generated sentences quote in turn."""
-    used = {key for path in hand_written_sources(PAPER) for key in quoted_keys(path.read_text(encoding="utf-8"))}
+    used = {key for path in hand_written_sources(PAPER)
+            for key in quoted_keys(path.read_text(encoding="utf-8"))}
     return used | {key for value in numbers.values() for key in QFNUM.findall(value)}
 
 
@@ -108,8 +109,9 @@ def test_without_scale_results_every_key_is_defined_and_the_text_says_so(workspa
     assert load_scale(workspace / "nowhere") is None
     numbers = report_numbers(*root_run, None)
     assert _quoted(numbers) <= set(numbers), sorted(_quoted(numbers) - set(numbers))
-    assert numbers["scale/hyp/EXP-001/value"] == ABSENT and numbers["scale/disp/rtn-w4-ch-sym/range"] == ABSENT
-    assert "has not been run" in numbers["text/scale-status"] and "has not been run" in numbers["text/replication"]
+    assert numbers["scale/hyp/EXP-001/value"] == numbers["scale/disp/rtn-w4-ch-sym/range"] == ABSENT
+    assert "has not been run" in numbers["text/scale-status"]
+    assert "has not been run" in numbers["text/replication"]
     assert numbers["primary/hyp/EXP-001/value"] == numbers["hyp/EXP-001/value"]  # the root is primary
 
 
