@@ -39,6 +39,7 @@ SWEEP = RESULTS / "sweep"
 SWEEP_PARTIAL = SWEEP / "partial"  # per-config rows of an interrupted sweep; removed at the end
 CENSUS = RESULTS / "census"
 ACTIVATIONS = RESULTS / "activations"
+OUTLIERS_BY_LANGUAGE = ACTIVATIONS / "outliers_by_language.csv"  # per-language activation outliers (GPU)
 TOKENIZERS = RESULTS / "tokenizers"
 ANALYSIS = RESULTS / "analysis"
 HYPOTHESES = RESULTS / "hypotheses.json"
@@ -53,6 +54,10 @@ SWEEP_METRICS = METRICS / "sweep.json"
 CENSUS_METRICS = METRICS / "census.json"
 TOKENIZERS_METRICS = METRICS / "tokenizers.json"
 HYPOTHESES_METRICS = METRICS / "hypotheses.json"
+
+# The scale profile's working folder (qfair.scale): the same layout as the root below it, so
+# ``SCALE / RESULTS`` is its results folder and ``SCALE / "params.yaml"`` its params.
+SCALE = Path("scale")
 
 PAPER = Path("paper")
 PAPER_GENERATED = PAPER / "generated"

@@ -1,8 +1,9 @@
-"""Stage report: paper/generated/ (numbers, tables, figures, appendix, checklist) from pipeline outputs."""
+"""Stage report: paper/generated/ (numbers, tables, figures, appendix, checklist) from pipeline outputs:
+the root pipeline's and, where it has run, the scale profile's (scale/)."""
 
 from qfair import paths
 from qfair.params import load_params
-from qfair.report.build import build_report
+from qfair.report.build import build_report, load_scale
 from qfair.report.results import load_results
 from qfair.stage import run_stage
 
@@ -11,7 +12,10 @@ OUT = paths.PAPER_GENERATED
 
 def main() -> None:
     params = load_params()
-    files = build_report(load_results(), params, OUT)
+    scale = load_scale()  # the scale profile's committed results (scale/), None before its first run
+    files = build_report(load_results(), params, OUT, scale=scale)
+    status = f"read from {paths.SCALE}/" if scale else "not run (no results in scale/)"
+    print(f"report: scale profile {status}")
     print(f"report: wrote {len(files)} files to {OUT}")
 
 

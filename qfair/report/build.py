@@ -2,6 +2,10 @@
 
 :data:`FIGURES` and :data:`TABLES` are the registry of artifacts the paper may input; the test
 for hand-typed numbers checks every ``\\input``/``\\includegraphics`` of the paper against them.
+Each is built once per profile whose results coexist in the repository: the root pipeline's as
+``figures/<name>``, ``tables/<name>.tex``, the scale profile's (``scale/``) as
+``figures/scale/<name>``, ``tables/scale/<name>.tex`` (a note saying it has not run when its results
+are absent); :data:`CROSS_TABLES` compare the two.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from qfair import paths
 from qfair.analysis.resource import resource_levels
 from qfair.determinism import GLIBC_HWCAPS_OFF, PORTABLE_ENV
 from qfair.io import atomic_dir, write_json, write_text
@@ -21,8 +26,8 @@ from qfair.report import figures as fig
 from qfair.report import tables as tab
 from qfair.report.experiments import appendix_tex
 from qfair.report.latex import REL, escape, numbers_tex
-from qfair.report.numbers import collect_numbers
-from qfair.report.results import Results
+from qfair.report.numbers import SCALE_PREFIX, compared_verdicts, report_numbers
+from qfair.report.results import Results, has_results, load_results
 from qfair.report.style import save_figure
 
 FIGURES: dict[str, Callable[[Results, Params], Figure]] = {
@@ -60,7 +65,12 @@ TABLES: dict[str, Callable[[Results, Params], str]] = {
     ),
     "tokenizers": lambda r, p: tab.tokenizer_table(r.premium),
     "census": lambda r, p: tab.census_table(r.tensors),
+    "training": lambda r, p: tab.training_table(r.train_metrics),
+    "outliers": lambda r, p: tab.outliers_table(r.outliers, p.profile),
 }
+CROSS_TABLES = ("replication",)  # verdicts of both profiles side by side
+PREFIXES = ("", SCALE_PREFIX)  # the root profile's artifacts, the scale profile's
+NOT_RUN = "The scale profile has not been run in this checkout (scale/ holds no results)."
 
 STAGE_ORDER = ("prepare_corpus", "train_tokenizer", "train_model", "evaluate", "compress_sweep",
                "weight_census", "activation_profile", "tokenizer_premium", "mechanisms")
@@ -84,8 +94,22 @@ def all_profiles(folder: Path = PROFILES) -> list[Params]:
     return [load_params(folder / f"{name}.yaml") for name in available(folder)]
 
 
-def checklist_facts(results: Results, params: Params) -> list[tuple[str, str]]:
-    """The reproducibility checklist, from params, the manifest, package metadata and stage timings."""
+def generated_names(names: Sequence[str]) -> set[str]:
+    """Every profile's file names of the registered ``names`` (``headline``, ``scale/headline``)."""
+    return {prefix + name for prefix in PREFIXES for name in names}
+
+
+def load_scale(folder: Path | str = paths.SCALE) -> tuple[Results, Params] | None:
+    """The scale profile's results and params (``scale/``), or None where it has not run."""
+    folder = Path(folder)
+    if not has_results(folder):
+        return None
+    return load_results(folder), load_params(folder / "params.yaml")
+
+
+def checklist_facts(results: Results, params: Params, packages: bool = True) -> list[tuple[str, str]]:
+    """The reproducibility checklist, from params, the manifest, package metadata (``packages``:
+    of this machine, where the report builds) and stage timings."""
     split = getattr(params.corpus, "split", None)  # FLORES+ comes split; no split seed
     seeds = {
         "global": params.seed,
@@ -126,14 +150,23 @@ def checklist_facts(results: Results, params: Params) -> list[tuple[str, str]]:
             )
         )
     versions = []
-    for package in PACKAGES:
+    for package in PACKAGES if packages else ():
         try:
             versions.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
             versions.append(f"{package} (absent)")
-    facts.append(("packages", escape(", ".join(versions))))
+    if versions:
+        facts.append(("packages", escape(", ".join(versions))))
+    train = results.train_metrics
+    if train.get("device"):  # a GPU run's training record
+        compiled = ", torch.compile" if train.get("compile") else ""
+        peak = (f"; measured peak {train['peak_flops_measured'] / 1e12:.0f} TFLOP/s"
+                if train.get("peak_flops_measured") else "")
+        device = f"{train['device']}, {train.get('precision', '')}{compiled}{peak}"
+        facts.append(("training device", escape(device)))
     if results.timings:
-        machine = next(iter(results.timings.values()))
+        # the training stage's machine where it was timed (the GPU of a scale run)
+        machine = results.timings.get("train_model") or next(iter(results.timings.values()))
         facts.append(
             (
                 "hardware",
@@ -155,23 +188,40 @@ def checklist_facts(results: Results, params: Params) -> list[tuple[str, str]]:
 
 
 def build_report(
-    results: Results, params: Params, out: Path | str, profiles: Sequence[Params] | None = None
+    results: Results,
+    params: Params,
+    out: Path | str,
+    profiles: Sequence[Params] | None = None,
+    scale: tuple[Results, Params] | None = None,
 ) -> list[str]:
     """Write every generated file of the paper into ``out`` (replaced as a whole); return their paths.
 
-    ``profiles`` (default: every profile in profiles/) define which absent numbers read ``n/a``.
+    ``results``/``params`` are the root pipeline's, ``scale`` the scale profile's (:func:`load_scale`;
+    None: not run, and the paper says so). ``profiles`` (default: every profile in profiles/)
+    define which absent numbers read ``n/a``.
     """
     out = Path(out)
     profiles = all_profiles() if profiles is None else profiles
+    runs = {"": (results, params), SCALE_PREFIX: scale}
     with atomic_dir(out) as staging:
-        for name, make in FIGURES.items():
-            save_figure(make(results, params), staging / "figures" / name)
-        for name, make in TABLES.items():
-            write_text(staging / "tables" / f"{name}.tex", make(results, params))
-        write_text(
-            staging / "tables" / "checklist.tex", tab.checklist_table(checklist_facts(results, params))
-        )
-        write_text(staging / "numbers.tex", numbers_tex(collect_numbers(results, params, profiles)))
+        for prefix, run in runs.items():
+            for name, make in FIGURES.items():
+                figure = make(*run) if run else fig.not_produced(name.replace("_", " "), "scale", "not run")
+                save_figure(figure, staging / "figures" / f"{prefix}{name}")
+            for name, make in TABLES.items():
+                write_text(staging / "tables" / f"{prefix}{name}.tex",
+                           make(*run) if run else tab.not_run_note(NOT_RUN))
+        write_text(staging / "tables" / "replication.tex",
+                   tab.replication_table(compared_verdicts(scale[0], results)) if scale
+                   else tab.not_run_note(NOT_RUN))
+        facts = checklist_facts(results, params)
+        if scale:
+            facts += [(f"scale: {item}", value) for item, value in checklist_facts(*scale, packages=False)]
+        else:
+            facts.append(("scale profile", escape(NOT_RUN)))
+        write_text(staging / "tables" / "checklist.tex", tab.checklist_table(facts))
+        write_text(staging / "numbers.tex", numbers_tex(report_numbers(results, params, scale, profiles),
+                                                        {"qfscale": scale is not None}))
         write_text(
             staging / "appendix.tex", appendix_tex(results.ledger, set(FIGURES), set(TABLES), params.profile)
         )

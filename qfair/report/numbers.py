@@ -3,6 +3,12 @@
 Keys are systematic (``hyp/EXP-001/value``, ``disp/rtn-w4-ch-sym/range``, ``eval/test/max``), so
 the text can quote any hypothesis or config without new code. Formatting lives here, once.
 
+Two profiles' results coexist (:func:`report_numbers`): the root pipeline's keys as they are, the
+scale profile's (``scale/``, the primary evidence) under ``scale/`` (``scale/hyp/EXP-001/value``),
+and ``primary/`` repeats the primary profile's keys (the scale profile's when it has run, else the
+root's) for the abstract and discussion. Without scale results every ``scale/`` key reads n/a and
+the generated text says that the scale profile has not been run.
+
 A profile does not produce everything the text quotes (the paper profile has no training split,
 no training losses and no UDHR; its sweep runs fewer configs). :func:`absent_numbers` defines the
 keys of those families as :data:`ABSENT` ("n/a"), never a guessed value. The families are derived
@@ -24,6 +30,7 @@ from qfair.quant.configs import parse_config
 from qfair.report.latex import ABSENT, escape, fmt, fmt_ci, fmt_int, fmt_pct, fmt_sig
 from qfair.report.results import Results
 from qfair.report.tables import CLIPPING_CONFIGS, HEADLINE_CONFIGS
+from qfair.report.texcheck import QFNUM
 
 VERDICTS = ("SUPPORTED", "REJECTED", "INCONCLUSIVE", "NOT TESTABLE", "NOT RUN")
 # Keys _hypotheses writes for a hypothesis that ran, by kind (those of absent ones become ABSENT).
@@ -37,6 +44,27 @@ DISPARITY_FIELDS = ("range", "range-ci", "mean", "mean-ci", "worst", "worst-ci",
 EVAL_FIELDS = ("min", "max", "mean", "unigram-mean", "below-unigram", "languages")
 TOKENIZER_FIELDS = ("mean", "max", "max-language")
 PROJECT_TOKENIZER = "qfair"  # the premium stage's name for a tokenizer trained here
+# The GPU training record in metrics/train.json (qfair.models.train.run_record): field -> key,
+# format. A CPU run records none of it (the keys read n/a).
+TRAIN_RECORD = {
+    "tokens_per_second": ("train/tokens-per-second", lambda v: fmt_int(round(v))),
+    "mfu": ("train/mfu", fmt_pct),
+    "epochs": ("train/epochs", lambda v: fmt(v, 2)),
+    "epochs_at_model_step": ("train/epochs-at-model-step", lambda v: fmt(v, 2)),
+    "train_dev_gap": ("train/gap", fmt),
+    "model_step": ("train/model-step", lambda v: str(int(v))),
+    "train_seconds": ("train/seconds", lambda v: fmt_int(round(v))),
+}
+# Per-language activation outliers (results/activations/outliers_by_language.csv, when written):
+# column -> key stem (``act/<stem>/max``, ``act/<stem>/max-language``).
+ACTIVATION_OUTLIERS = {"act_kurtosis_max": "kurtosis", "act_max_over_median_max": "max-over-median"}
+# Families only a GPU run produces: the root (CPU) profile's keys of them read n/a by design.
+GPU_ONLY = tuple(key for key, _ in TRAIN_RECORD.values()) + tuple(
+    f"act/{stem}/{field}" for stem in ACTIVATION_OUTLIERS.values() for field in ("max", "max-language")
+)
+SCALE_PREFIX = "scale/"  # the scale profile's keys (its results are in scale/, paths.SCALE)
+PRIMARY_PREFIX = "primary/"  # the primary profile's keys: scale/ when it has run, else the root's
+CORPUS_NAMES = {"kolibri": "Kolibri", "bible": "Bible", "flores": "FLORES+"}
 
 
 def _hypotheses(results: Results) -> dict[str, str]:
@@ -137,7 +165,43 @@ def _corpus_and_model(results: Results) -> dict[str, str]:
     per_language = results.per_language
     ratio = per_language["bits_per_byte"] / per_language["unigram_bits_per_byte"]
     numbers["eval/worst-unigram-ratio"] = fmt(float(ratio.max()), 2)
+    for field, (key, format_value) in TRAIN_RECORD.items():
+        numbers[key] = _optional(train.get(field), format_value)
     return numbers
+
+
+def _activation_outliers(results: Results) -> dict[str, str]:
+    """Largest per-language activation outlier statistics, and the language (n/a without the file)."""
+    outliers = getattr(results, "outliers", None)
+    numbers = {}
+    for column, stem in ACTIVATION_OUTLIERS.items():
+        values = outliers.dropna(subset=[column]) if outliers is not None and column in outliers else None
+        if values is None or values.empty:
+            numbers[f"act/{stem}/max"] = numbers[f"act/{stem}/max-language"] = ABSENT
+            continue
+        worst = values.loc[values[column].idxmax()]
+        numbers[f"act/{stem}/max"] = fmt_sig(float(worst[column]))
+        numbers[f"act/{stem}/max-language"] = escape(worst["language"])
+    return numbers
+
+
+def corpus_source(params: Params) -> str:
+    """The corpus the profile's model is trained or evaluated on, by its source's name."""
+    source = getattr(params.corpus, "train_source", None) or getattr(params.corpus, "source", "")
+    return CORPUS_NAMES.get(source, source)
+
+
+def model_size(parameters: int) -> str:
+    """``5208064`` -> ``5M``; ``1.1e9`` -> ``1.1B``."""
+    return f"{parameters / 1e9:.1f}B" if parameters >= 1e9 else f"{round(parameters / 1e6)}M"
+
+
+def profile_label(params: Params, results: Results | None = None) -> str:
+    """``embedded profile (5M, Kolibri, CPU)``: how captions and text name a profile's results
+    (model size from metrics/train.json, corpus from params, device from params)."""
+    device = "GPU" if getattr(params.eval, "device", "cpu") == "cuda" else "CPU"
+    size = [model_size(results.train_metrics["parameters"])] if results is not None else []
+    return f"{params.profile} profile ({', '.join([*size, corpus_source(params), device])})"
 
 
 def _mechanisms(results: Results) -> dict[str, str]:
@@ -388,6 +452,8 @@ def collect_numbers(
         _disparity(results),
         _corpus_and_model(results),
         _mechanisms(results),
+        _activation_outliers(results),
+        {"label/profile": escape(profile_label(params, results))},
         _method_constants(),
     ):
         overlap = set(numbers) & set(part)
@@ -395,4 +461,67 @@ def collect_numbers(
             raise ValueError(f"number keys defined twice: {sorted(overlap)}")
         numbers.update(part)
     numbers.update(absent_numbers(numbers, results, params, profiles))
+    return numbers
+
+
+def prefixed(numbers: dict[str, str], prefix: str) -> dict[str, str]:
+    """``numbers`` under ``prefix``, with the keys their values quote (generated sentences) too."""
+    def quote(match) -> str:
+        return rf"\qfnum{{{prefix}{match.group(1)}}}"
+
+    return {prefix + key: QFNUM.sub(quote, value) for key, value in numbers.items()}
+
+
+def _verdicts(results: Results) -> dict[str, str]:
+    return {row["id"]: row["verdict"] for row in results.ledger["hypotheses"]}
+
+
+def compared_verdicts(primary: Results, replication: Results) -> list[tuple[str, str, str]]:
+    """``(id, primary verdict, replication verdict)`` of every hypothesis both ledgers test (run by
+    both: NOT RUN in either is left out), in the primary ledger's order."""
+    mine, theirs = _verdicts(primary), _verdicts(replication)
+    return [(rule, verdict, theirs[rule]) for rule, verdict in mine.items()
+            if rule in theirs and "NOT RUN" not in (verdict, theirs[rule])]
+
+
+def _id_list(ids: list[str]) -> str:
+    return ", ".join(ids[:-1]) + (" and " if len(ids) > 1 else "") + ids[-1] if ids else ""
+
+
+def _replication_text(results: Results, scale: Results | None, templates: dict[str, dict[str, str]]) -> str:
+    """Where the replication (root profile) agrees with the scale profile, hypothesis by hypothesis."""
+    if scale is None:
+        return templates["replication"]["not-run"]
+    rows = compared_verdicts(scale, results)
+    agree = [rule for rule, mine, theirs in rows if mine == theirs]
+    differ = [rf"{rule} (\textsc{{{escape(mine.lower())}}} at scale, \textsc{{{escape(theirs.lower())}}} "
+              "in the replication)" for rule, mine, theirs in rows if mine != theirs]
+    fields = {
+        "agree": str(len(agree)),
+        "compared": str(len(rows)),
+        "agree-list": escape(_id_list(agree)) or "none",
+        "differences": "; ".join(differ),
+    }
+    text = templates["replication"]["compared" if differ else "compared-all-agree"]
+    for field, value in fields.items():
+        text = text.replace(f"<{field}>", value)
+    return text
+
+
+def report_numbers(
+    results: Results,
+    params: Params,
+    scale: tuple[Results, Params] | None,
+    profiles: Sequence[Params] = (),
+) -> dict[str, str]:
+    """Every key of the paper: the root profile's, the scale profile's under ``scale/`` (n/a where
+    it has not run or lacks a key the root has) and the primary profile's under ``primary/``."""
+    templates = load_templates()
+    root = collect_numbers(results, params, profiles)
+    own = {key: ABSENT for key in root}
+    if scale is not None:
+        own.update(collect_numbers(*scale, profiles))
+    numbers = {**root, **prefixed(own, SCALE_PREFIX), **prefixed(own if scale else root, PRIMARY_PREFIX)}
+    numbers["text/scale-status"] = templates["scale-status"]["run" if scale else "not-run"]
+    numbers["text/replication"] = _replication_text(results, scale[0] if scale else None, templates)
     return numbers

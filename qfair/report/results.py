@@ -1,4 +1,8 @@
-"""Everything the report reads, loaded once from the pipeline's outputs."""
+"""Everything the report reads, loaded once from one profile's pipeline outputs.
+
+The root pipeline writes them below the repository root, the scale profile below ``scale/`` in the
+same layout (qfair.scale), so one loader reads either: ``load_results(root)``.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +35,10 @@ INPUTS = {
     "manifest": paths.CORPUS_MANIFEST,
     "timings": paths.TIMINGS,
 }
+# Inputs only some runs write (the GPU run's activation outliers): None where absent.
+OPTIONAL = {
+    "outliers": paths.OUTLIERS_BY_LANGUAGE,
+}
 
 
 @dataclass
@@ -53,6 +61,7 @@ class Results:
     ledger: dict
     manifest: dict
     timings: dict[str, dict]
+    outliers: pd.DataFrame | None = None
 
     def hypothesis(self, rule_id: str) -> dict:
         for row in self.ledger["hypotheses"]:
@@ -75,4 +84,11 @@ def load_results(root: Path | str = ".") -> Results:
         if not path.is_file():
             raise FileNotFoundError(f"report input {relative} is missing; run the stage that writes it")
         loaded[field] = read_json(path) if path.suffix == ".json" else pd.read_csv(path)
+    for field, relative in OPTIONAL.items():
+        loaded[field] = pd.read_csv(root / relative) if (root / relative).is_file() else None
     return Results(**loaded)
+
+
+def has_results(root: Path | str) -> bool:
+    """Whether a profile has run below ``root``: any report input exists (then all must)."""
+    return any((Path(root) / relative).is_file() for field, relative in INPUTS.items() if field != "timings")

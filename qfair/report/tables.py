@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from qfair.report.latex import ABSENT, REL, booktabs, escape, fmt, fmt_ci, fmt_pct, fmt_sig
+from qfair.report.latex import ABSENT, REL, booktabs, escape, fmt, fmt_ci, fmt_int, fmt_pct, fmt_sig
 from qfair.report.results import Results
 
 HEADLINE = "rtn-w4-ch-sym"  # EXP-001's config: the per-language figure, scatter and table show it
@@ -214,3 +214,54 @@ def checklist_table(facts: list[tuple[str, str]]) -> str:
     return booktabs(
         ["item", "value"], [[escape(k), v] for k, v in facts], r"lp{0.62\linewidth}", size=r"\footnotesize"
     )
+
+
+TRAINING_ROWS = (  # metrics/train.json field, label, format; a field the run did not record is left out
+    ("parameters", "parameters", lambda v: fmt_int(v)),
+    ("steps", "steps run", lambda v: str(int(v))),
+    ("model_step", "model step (best dev loss)", lambda v: str(int(v))),
+    ("stopped_early", "stopped early", lambda v: "yes" if v else "no"),
+    ("tokens_seen", "tokens seen", lambda v: fmt_int(v)),
+    ("epochs", "epochs", lambda v: fmt(v, 2)),
+    ("epochs_at_model_step", "epochs at the model step", lambda v: fmt(v, 2)),
+    ("final_train_loss", "final train loss (nats/token)", fmt),
+    ("final_dev_loss", "final dev loss (nats/token)", fmt),
+    ("train_loss_at_model_step", "train loss at the model step", fmt),
+    ("dev_loss_at_model_step", "dev loss at the model step", fmt),
+    ("train_dev_gap", "dev $-$ train gap", fmt),
+    ("tokens_per_second", "tokens/s", lambda v: fmt_int(round(v))),
+    ("mfu", "MFU (of the measured peak)", fmt_pct),
+    ("train_seconds", "training time (s)", lambda v: fmt_int(round(v))),
+    ("device", "device", escape),
+    ("precision", "precision", escape),
+)
+
+
+def training_table(train: dict) -> str:
+    """The training record (metrics/train.json): steps, losses and, of a GPU run, throughput and MFU."""
+    body = [[label, format_value(train[field])] for field, label, format_value in TRAINING_ROWS
+            if train.get(field) is not None]
+    return booktabs(["training", "value"], body, "lr", size=r"\footnotesize")
+
+
+def outliers_table(outliers: pd.DataFrame | None, profile: str) -> str:
+    """Per-language activation outlier statistics (every ``act_*`` column), or a note without them."""
+    if outliers is None:
+        return not_run_note(f"Activation outliers per language are not produced by the {profile} profile.")
+    columns = [c for c in outliers.columns if c.startswith("act_")]
+    body = [[escape(row["language"]), *(fmt_sig(row[c]) if pd.notna(row[c]) else "--" for c in columns)]
+            for _, row in outliers.sort_values("language").iterrows()]
+    header = ["language", *(escape(c.removeprefix("act_").replace("_", " ")) for c in columns)]
+    return booktabs(header, body, "l" + "r" * len(columns), size=r"\scriptsize")
+
+
+def replication_table(rows: list[tuple[str, str, str]]) -> str:
+    """Verdicts of the scale profile and of the replication, hypothesis by hypothesis."""
+    body = [[escape(rule), *(r"\textsc{" + escape(v.lower()) + "}" for v in (mine, theirs)),
+             "yes" if mine == theirs else "no"] for rule, mine, theirs in rows]
+    return booktabs(["id", "scale", "replication", "agree"], body, "lllc", size=r"\footnotesize")
+
+
+def not_run_note(text: str) -> str:
+    """What a table file holds when its data does not exist (a profile that has not run)."""
+    return r"\emph{" + escape(text) + "}\n"
