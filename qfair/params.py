@@ -192,7 +192,7 @@ class CostParams(Strict):
     """C-004: a timed (and, on a GPU with NVML, metered) extra pass per language (qfair.scoring.cost)."""
 
     enabled: bool
-    repeats: int = Field(ge=1, le=100)  # timed passes per language (after one warm-up); the mean is reported
+    repeats: int = Field(ge=1, le=100)  # passes per language in one timed window (after a warm-up)
     grid_g_co2e_per_kwh: float = Field(gt=0, le=2000)  # stated grid carbon intensity, not measured
 
 

@@ -4,14 +4,16 @@ After the evaluation proper, every language's test split is scored again in a se
 (``repeats`` times, after one untimed warm-up pass), through the same scorer the evaluation used on
 one device. Nothing here feeds the evaluation's outputs: the NLLs of these passes are discarded.
 
-- ``seconds``: wall time (``time.perf_counter``) per pass, mean over the repeats, with
-  ``torch.cuda.synchronize`` before and after on a GPU; it includes tokenization and batching.
-- ``cpu_seconds``: this process's CPU time (``time.process_time``) per pass, all its threads.
+- ``seconds``: wall time (``time.perf_counter``) of the ``repeats`` passes over the language, run
+  back to back in one window, divided by ``repeats``, with ``torch.cuda.synchronize`` before and
+  after on a GPU; it includes tokenization and batching.
+- ``cpu_seconds``: this process's CPU time (``time.process_time``, all its threads) per pass.
 - ``joules``: on CUDA, the difference of NVML's cumulative energy counter
   (``nvmlDeviceGetTotalEnergyConsumption``, millijoules, the whole GPU since driver load) before
-  and after each pass, mean over the repeats. The CPU has no such counter here: NaN, and
-  ``energy_source`` says why (also when ``pynvml``, package ``nvidia-ml-py``, is not installed or
-  the GPU does not report energy).
+  and after the window, divided by ``repeats``. The counter advances in steps (the driver updates
+  it periodically), so a window of well under a second is coarse: raise ``repeats``. The CPU has
+  no such counter here: NaN, and ``energy_source`` says why (also when ``pynvml``, package
+  ``nvidia-ml-py``, is not installed or the GPU does not report energy).
 - per kB: divided by the language's UTF-8 bytes / 1000 (the same content in every language of a
   parallel set, so per kB is per unit of text, and the differences across languages are the cost
   of the same content); ``g_co2e_per_kb`` is ``joules_per_kb / 3.6e6 * grid_g_co2e_per_kwh``.
@@ -105,19 +107,19 @@ def measure_cost(scorer: Scorer, texts: Mapping[str, Mapping[str, str]], device:
     rows = []
     for lang in languages:
         items = list(texts[lang].values())
-        wall, cpu, energy = [], [], []
+        # One window over all the repeats: NVML's counter advances in steps (its driver updates it
+        # periodically), so fewer, longer windows measure energy more finely than many short ones.
+        _synchronize(device)
+        start_mj, start_cpu, start = meter.millijoules(), time.process_time(), time.perf_counter()
         for _ in range(repeats):
-            _synchronize(device)
-            start_mj, start_cpu, start = meter.millijoules(), time.process_time(), time.perf_counter()
             scores = scorer(items)
-            _synchronize(device)
-            wall.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
-            end_mj = meter.millijoules()
-            energy.append(math.nan if start_mj is None else (end_mj - start_mj) / 1000.0)
+        _synchronize(device)
+        seconds = (time.perf_counter() - start) / repeats
+        cpu_seconds = (time.process_time() - start_cpu) / repeats
+        end_mj = meter.millijoules()
+        joules = math.nan if start_mj is None else (end_mj - start_mj) / 1000.0 / repeats
         n_bytes = int(np.sum(scores.n_bytes))
         kb = n_bytes / 1000.0
-        seconds, cpu_seconds, joules = (float(np.mean(v)) for v in (wall, cpu, energy))
         rows.append({"language": lang, "items": len(items), "bytes": n_bytes,
                      "tokens": int(np.sum(scores.n_tokens)), "seconds": seconds,
                      "seconds_per_kb": seconds / kb, "cpu_seconds": cpu_seconds,
