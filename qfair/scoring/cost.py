@@ -10,8 +10,8 @@ one device. Nothing here feeds the evaluation's outputs: the NLLs of these passe
 - ``cpu_seconds``: this process's CPU time (``time.process_time``, all its threads) per pass.
 - ``joules``: on CUDA, the difference of NVML's cumulative energy counter
   (``nvmlDeviceGetTotalEnergyConsumption``, millijoules, the whole GPU since driver load) before
-  and after the window, divided by ``repeats``. The counter advances in steps (the driver updates
-  it periodically), so a window of well under a second is coarse: raise ``repeats``. The CPU has
+  and after the window, divided by ``repeats``. The counter advances in steps (every 100 ms on an
+  H200, measured 2026-12), so a window of well under a second is coarse: raise ``repeats``. The CPU has
   no such counter here: NaN, and ``energy_source`` says why (also when ``pynvml``, package
   ``nvidia-ml-py``, is not installed or the GPU does not report energy).
 - per kB: divided by the language's UTF-8 bytes / 1000 (the same content in every language of a
