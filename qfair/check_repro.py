@@ -22,8 +22,10 @@ import yaml
 
 from qfair import paths
 
-# Outputs that differ on every run by design: wall times, the machine, and what quotes them.
-VOLATILE = (f"{paths.TIMINGS.as_posix()}/", f"{paths.PAPER_PDF.parent.as_posix()}/")
+# Outputs that differ on every run by design: wall times (stages, C-004's cost per language), the
+# machine, and what quotes them.
+VOLATILE = (f"{paths.TIMINGS.as_posix()}/", f"{paths.PAPER_PDF.parent.as_posix()}/",
+            paths.COST.as_posix(), paths.COST_METRICS.as_posix())
 # Inside a compared output (paper/generated/), the files that quote them.
 VOLATILE_FILES = ((paths.PAPER_GENERATED / "tables" / "checklist.tex").as_posix(),)
 LEDGER = paths.HYPOTHESES.as_posix()

@@ -312,6 +312,14 @@ class TrainParams(Strict):
         return self
 
 
+class CostParams(Strict):
+    """C-004: a timed (and, on a GPU with NVML, metered) extra pass per language (qfair.scoring.cost)."""
+
+    enabled: bool
+    repeats: int = Field(ge=1, le=100)  # passes per language in one timed window (after a warm-up)
+    grid_g_co2e_per_kwh: float = Field(gt=0, le=2000)  # stated grid carbon intensity, not measured
+
+
 class EvalParams(Strict):
     splits: list[Literal["dev", "test", "udhr"]] = Field(min_length=1)
     batch_tokens: int = Field(ge=64)
@@ -323,6 +331,8 @@ class EvalParams(Strict):
     device: Literal["cpu", "cuda"] = "cpu"  # cuda is checked against the machine at stage start
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # compute dtype of evaluation
     compile: bool = False  # torch.compile the forward pass with a fused NLL (GPU speed; docs/gpu.md)
+    cost: CostParams = Field(  # off unless a profile turns it on
+        default_factory=lambda: CostParams(enabled=False, repeats=1, grid_g_co2e_per_kwh=400.0))
 
 
 class CompressParams(Strict):

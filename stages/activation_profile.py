@@ -1,9 +1,15 @@
-"""Stage activation_profile: per language and layer, block output norms, massive activations, sinks."""
+"""Stage activation_profile: per language and layer, block output norms, massive activations, sinks;
+per language and compressed Linear layer, input outlier statistics (EXP-035)."""
 
 from transformers import AutoTokenizer
 
 from qfair import paths
-from qfair.analysis.activations import profile_languages
+from qfair.analysis.activations import (
+    RATIO_COLUMNS,
+    outlier_stats_languages,
+    outlier_summary,
+    profile_languages,
+)
 from qfair.corpus.store import read_split
 from qfair.determinism import deterministic_cpu
 from qfair.io import write_csv
@@ -22,12 +28,21 @@ def main() -> None:
     # Eager attention returns the attention probabilities the sink measurement needs.
     model = load_model(model_dir, dtype=params.eval.dtype, device=params.eval.device,
                        attn_implementation="eager", kind=model_kind(params))
-    layers, heads = profile_languages(model, tokenizer, read_split(paths.CORPUS, "test"),
-                                      params.eval.batch_tokens, params.eval.max_tokens)
+    texts = read_split(paths.CORPUS, "test")
+    layers, heads = profile_languages(model, tokenizer, texts, params.eval.batch_tokens,
+                                      params.eval.max_tokens)
     write_csv(paths.ACTIVATIONS / "layers.csv", layers)
     write_csv(paths.ACTIVATIONS / "sink_heads.csv", heads)
+    # A second pass (no attention probabilities): inputs of the Linear layers the quantizers compress.
+    outliers = outlier_stats_languages(model, tokenizer, texts, params.compress.exclude_modules,
+                                       params.eval.batch_tokens, params.eval.max_tokens)
+    summary = outlier_summary(outliers)
+    write_csv(paths.ACTIVATIONS / "input_outliers.csv", outliers, may_be_empty=RATIO_COLUMNS)
+    write_csv(paths.ACTIVATIONS / "input_outliers_languages.csv", summary,
+              may_be_empty=[c for c in summary.columns if "over_median" in c])
     print(layers.groupby("layer")[["attn_out_norm", "mlp_out_norm", "residual_norm", "sink_mass"]]
           .mean().to_string())
+    print(summary.to_string(index=False))
 
 
 if __name__ == "__main__":

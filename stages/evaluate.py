@@ -4,8 +4,15 @@ Also scores a per-language byte-unigram baseline with the same aggregation, so "
 is a measured statement (qfair.scoring.summary says where it is fitted). A masked LM is scored by
 pseudo-log-likelihood (qfair.scoring.mlm). Launched by ``torchrun``, the ranks share the batches
 (qfair.scoring.distributed) and rank 0 writes the outputs, identical to one process (docs/gpu.md).
+
+With ``eval.cost.enabled``, rank 0 then times (and on a GPU meters) a separate scoring pass of each
+language's test split on its own device (C-004, qfair.scoring.cost): results/eval/cost.csv and
+metrics/cost.json, which record the run, not the result; the outputs above do not depend on it.
 """
 
+from functools import partial
+
+import pandas as pd
 from transformers import AutoTokenizer
 
 from qfair import paths
@@ -16,8 +23,9 @@ from qfair.io import write_csv, write_json
 from qfair.models.hub import model_kind, preflight
 from qfair.models.load import load_model
 from qfair.params import load_params
-from qfair.scoring import distributed
-from qfair.scoring.mlm import pll_bits_per_byte_note
+from qfair.scoring import causal, distributed
+from qfair.scoring.cost import COST_COLUMNS, ENERGY_COLUMNS, cost_metrics, measure_cost
+from qfair.scoring.mlm import pll_bits_per_byte_note, score_items_pll
 from qfair.scoring.summary import add_unigram_nll, eval_metrics, language_summary, score_splits, unigram_split
 from qfair.stage import run_stage
 
@@ -58,7 +66,27 @@ def main() -> None:
         print(f"scores are {pll_bits_per_byte_note()}")
     if not levels.complete:
         print(f"resource level: {levels.source}; none for {levels.missing} (empty resource_level cells)")
+    measure_and_write_cost(model, tokenizer, splits, ev, masked, device)
     distributed.teardown()
+
+
+def measure_and_write_cost(model, tokenizer, splits, ev, masked: bool, device) -> None:
+    """C-004: one timed pass per language over the test split, after the evaluation's outputs."""
+    cost_params = ev.cost
+    cost = pd.DataFrame(columns=COST_COLUMNS)  # disabled: a header-only table, metrics say so
+    if cost_params.enabled:
+        test = splits["test"] if "test" in splits else read_split(paths.CORPUS, "test")
+        scorer = (partial(score_items_pll, model, tokenizer, batch_tokens=ev.batch_tokens,
+                          max_tokens=ev.max_tokens) if masked else
+                  partial(causal.score_items, model, tokenizer, batch_tokens=ev.batch_tokens,
+                          max_tokens=ev.max_tokens, compile=ev.compile))
+        cost = measure_cost(scorer, test, device, cost_params.repeats, cost_params.grid_g_co2e_per_kwh)
+    write_csv(paths.COST, cost, may_be_empty=ENERGY_COLUMNS)
+    metrics = cost_metrics(cost, cost_params.grid_g_co2e_per_kwh, cost_params.repeats)
+    write_json(paths.COST_METRICS, metrics)
+    if metrics["enabled"]:
+        print(f"cost: {metrics['min_seconds_per_kb']:.4f}-{metrics['max_seconds_per_kb']:.4f} s/kB "
+              f"on {metrics['device']}; energy {metrics['energy_source']}")
 
 
 if __name__ == "__main__":

@@ -197,3 +197,122 @@ def test_profile_language_single_item_sink(eager_bloom, tiny_tokenizer) -> None:
     assert sink.shape == (N_LAYER, N_HEAD)
     np.testing.assert_allclose(sink, expected, rtol=1e-6)
     np.testing.assert_allclose(frame["sink_mass"], expected.mean(axis=1), rtol=1e-6)
+
+
+# --- input outliers of the compressed Linear layers (EXP-035) ----------------------------------
+
+
+def _heavy_tailed(seed: int, shape: tuple[int, int]) -> torch.Tensor:
+    """Student-t (3 dof) data with a shifted mean and a few outlier channels."""
+    generator = np.random.default_rng(seed)
+    data = generator.standard_t(3, size=shape) + 0.7
+    data[:, :2] *= 25.0
+    return torch.from_numpy(data)
+
+
+def test_streaming_kurtosis_matches_scipy() -> None:
+    from scipy import stats
+
+    from qfair.analysis.activations import StreamingInputStats
+
+    data = _heavy_tailed(0, (997, 24))
+    streaming = StreamingInputStats(24, "cpu")
+    for chunk in torch.split(data, [1, 300, 17, 0, 679]):  # uneven batches, an empty one, a single token
+        streaming.update(chunk.float() if chunk.shape[0] == 17 else chunk)
+    expected = stats.kurtosis(data.numpy().ravel())  # Fisher, biased: scipy's defaults
+    assert expected > 3  # heavy-tailed indeed
+    got = streaming.result()
+    np.testing.assert_allclose(got["kurtosis"], expected, rtol=1e-6)
+    absolute = np.abs(data.numpy())
+    channel = absolute.max(axis=0)
+    np.testing.assert_allclose(got["channel_max_over_median"], channel.max() / np.median(channel), rtol=1e-6)
+    # the median of |x| comes from the log histogram: within its stated resolution
+    np.testing.assert_allclose(got["max_over_median"], absolute.max() / np.median(absolute), rtol=3e-3)
+
+
+def test_histogram_median_resolution() -> None:
+    from qfair.analysis.activations import StreamingInputStats, histogram_median
+
+    for seed in range(3):
+        values = np.exp(np.random.default_rng(seed).normal(0, 4, size=2001))  # spans many octaves
+        stats = StreamingInputStats(1, "cpu")
+        stats.update(torch.from_numpy(values)[:, None])
+        got = histogram_median(stats.histogram.numpy())
+        assert abs(got / np.median(values) - 1) < 2 ** (0.5 / 256) - 1 + 1e-12
+    half_zero = StreamingInputStats(1, "cpu")
+    half_zero.update(torch.tensor([[0.0], [0.0], [0.0], [1.0], [2.0]]))
+    assert histogram_median(half_zero.histogram.numpy()) == 0.0
+    assert np.isnan(half_zero.result()["max_over_median"])  # a ReLU-like layer: an empty cell
+
+
+def test_block_linears_are_the_compressed_ones(tiny_model) -> None:
+    from qfair.analysis.activations import block_linears
+    from qfair.quant.apply import target_linears
+
+    found = block_linears(tiny_model, ["lm_head"])
+    targets = target_linears(tiny_model, ["lm_head"])
+    assert {name: lin for name, (_, lin) in found.items()} == targets  # BLOOM: all inside the blocks
+    assert len(found) == 4 * N_LAYER
+    assert {layer for layer, _ in found.values()} == set(range(N_LAYER))
+    assert not any("dense_4h_to_h" in name for name in block_linears(tiny_model, ["dense_4h_to_h"]))
+
+
+@pytest.fixture(scope="module")
+def outliers(eager_bloom, tiny_tokenizer, texts):
+    from qfair.analysis.activations import outlier_stats_languages
+
+    return {budget: outlier_stats_languages(eager_bloom, tiny_tokenizer, texts, ["lm_head"], budget, 1024)
+            for budget in (10**6, 1)}
+
+
+def test_outlier_table(outliers) -> None:
+    from qfair.analysis.activations import OUTLIER_COLUMNS, outlier_summary
+
+    frame = outliers[10**6]
+    assert list(frame.columns) == OUTLIER_COLUMNS
+    assert len(frame) == len(LANGS) * 4 * N_LAYER
+    assert not frame.duplicated(["language", "module"]).any()
+    assert np.isfinite(frame[["kurtosis", "max_over_median", "channel_max_over_median"]].to_numpy()).all()
+    assert (frame["max_over_median"] > 1).all() and (frame["channel_max_over_median"] >= 1).all()
+    summary = outlier_summary(frame)
+    assert list(summary["language"]) == LANGS
+    wanted = {"act_kurtosis_max", "act_max_over_median_max", "act_channel_max_over_median_mean"}
+    assert wanted <= set(summary.columns)
+    yo = frame[frame["language"] == "yo"]
+    row = summary.set_index("language").loc["yo"]
+    assert row["act_kurtosis_max"] == yo["kurtosis"].max()
+    assert row["act_max_over_median_mean"] == pytest.approx(yo["max_over_median"].mean())
+
+
+def test_outliers_ignore_padding(outliers, tiny_tokenizer, texts) -> None:
+    """One padded batch per language and one item per batch (no padding) give the same statistics."""
+    batched, single = outliers[10**6], outliers[1]
+    assert batched[["language", "module", "tokens"]].equals(single[["language", "module", "tokens"]])
+    for column in ("kurtosis", "max_over_median", "channel_max_over_median"):
+        np.testing.assert_allclose(batched[column], single[column], rtol=1e-5, err_msg=column)
+    expected = sum(len(tiny_tokenizer(t, add_special_tokens=False)["input_ids"]) + 1  # + BOS
+                   for t in texts["yo"].values())
+    assert set(batched.loc[batched["language"] == "yo", "tokens"]) == {expected}
+
+
+@torch.no_grad()
+def test_outliers_match_a_manual_computation(eager_bloom, tiny_tokenizer, texts, outliers) -> None:
+    """Block 1's MLP input statistics, from unpadded forward passes and scipy."""
+    from scipy import stats
+
+    module = eager_bloom.transformer.h[1].mlp.dense_h_to_4h
+    captured = []
+    handle = module.register_forward_pre_hook(lambda m, args: captured.append(args[0][0].double()))
+    try:
+        for text in texts["fr_FR"].values():
+            eager_bloom(input_ids=_ids(tiny_tokenizer, text))
+    finally:
+        handle.remove()
+    inputs = torch.cat(captured).numpy()
+    frame = outliers[10**6]
+    name = "transformer.h.1.mlp.dense_h_to_4h"
+    row = frame[(frame["language"] == "fr_FR") & (frame["module"] == name)].iloc[0]
+    assert row["layer"] == 1 and row["tokens"] == inputs.shape[0]
+    np.testing.assert_allclose(row["kurtosis"], stats.kurtosis(inputs.ravel()), rtol=1e-5)
+    channel = np.abs(inputs).max(axis=0)
+    np.testing.assert_allclose(row["channel_max_over_median"], channel.max() / np.median(channel), rtol=1e-5)
