@@ -40,13 +40,13 @@ COMMITTED = (
     "data/corpus/manifest.json",
     "metrics/train.json", "metrics/train/train_loss.csv", "metrics/train/dev_loss.csv",
     "metrics/eval.json", "metrics/sweep.json", "metrics/census.json", "metrics/tokenizers.json",
-    "metrics/hypotheses.json",
+    "metrics/hypotheses.json", "metrics/cost.json",
     "results/eval/per_language.csv", "results/eval/cost.csv",
     "results/sweep/per_language.csv", "results/sweep/disparity.csv", "results/sweep/threshold_bits.csv",
     "results/sweep/plots/disparity_vs_bits.csv", "results/sweep/plots/degradation_vs_bits.csv",
     "results/census/tensors.csv", "results/census/attention_heads.csv", "results/census/summary.json",
     "results/activations/layers.csv", "results/activations/sink_heads.csv",
-    "results/activations/outliers.csv", "results/activations/outliers_by_language.csv",
+    "results/activations/input_outliers.csv", "results/activations/input_outliers_languages.csv",
     "results/tokenizers/premium.csv",
     "results/analysis", "results/hypotheses.json", "results/SNAPSHOT.md", "results/timings",
 )
@@ -76,7 +76,8 @@ def check_params(folder: Path = FOLDER) -> None:
 
     path = folder / "params.yaml"
     if not path.is_file():
-        raise ScaleError(f"{path} not found: it is the scale profile's params (a copy of profiles/scale.yaml)")
+        raise ScaleError(f"{path} not found: it is the scale profile's params "
+                         "(a copy of profiles/scale.yaml)")
     params = load_params(path)
     if params.profile != PROFILE:
         raise ScaleError(f"{path}: profile is {params.profile!r}, expected {PROFILE!r}")
@@ -94,7 +95,8 @@ def select(stages: tuple[str, ...], start: str | None, stop: str | None) -> list
 
 def run_stages(names: list[str], folder: Path = FOLDER) -> dict[str, float]:
     """Run each stage script as `dvc repro` would, in ``folder``; stop at the first that fails."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     seconds = {}
     for name in names:
         print(f"== scale: {name}", flush=True)

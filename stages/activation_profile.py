@@ -37,8 +37,8 @@ def main() -> None:
     outliers = outlier_stats_languages(model, tokenizer, texts, params.compress.exclude_modules,
                                        params.eval.batch_tokens, params.eval.max_tokens)
     summary = outlier_summary(outliers)
-    write_csv(paths.ACTIVATIONS / "input_outliers.csv", outliers, may_be_empty=RATIO_COLUMNS)
-    write_csv(paths.ACTIVATIONS / "input_outliers_languages.csv", summary,
+    write_csv(paths.INPUT_OUTLIERS, outliers, may_be_empty=RATIO_COLUMNS)
+    write_csv(paths.INPUT_OUTLIERS_LANGUAGES, summary,
               may_be_empty=[c for c in summary.columns if "over_median" in c])
     print(layers.groupby("layer")[["attn_out_norm", "mlp_out_norm", "residual_norm", "sink_mass"]]
           .mean().to_string())

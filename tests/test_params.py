@@ -146,8 +146,9 @@ def test_split_fractions_must_leave_training_data(raw: dict) -> None:
 
 def test_explicit_mode_needs_shares(raw: dict) -> None:
     data = _with(raw, "corpus.training_share.mode", "explicit")
+    data = _with(data, "corpus.training_share.min_fraction", 0.05)
     message = _error(data)
-    assert "corpus" in _error_lines(message) and "explicit" in message
+    assert "corpus" in _error_lines(message) and "explicit must list shares" in message
 
 
 def test_explicit_share_must_be_positive(raw: dict) -> None:

@@ -89,7 +89,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (scale / paths.TIMINGS / "train_model.json").write_text(json.dumps(timing))
     pd.DataFrame({"language": ["ar", "en"], "act_kurtosis_max": [12.0, 3.0],
                   "act_max_over_median_max": [40.0, float("nan")]}).to_csv(
-        scale / paths.OUTLIERS_BY_LANGUAGE, index=False)
+        scale / paths.INPUT_OUTLIERS_LANGUAGES, index=False)
     return root
 
 

@@ -58,12 +58,12 @@ def test_run_without_a_gpu_stops_before_any_stage(tmp_path: Path) -> None:
 def test_select_stages() -> None:
     assert scale.select(scale.STAGES, "evaluate", "compress_sweep") == ["evaluate", "compress_sweep"]
     assert scale.select(scale.GPU_STAGES, None, None) == list(scale.GPU_STAGES)
-    with pytest.raises(scale.ScaleError, match="unknown stage 'evaluat'"):
+    with pytest.raises(scale.ScaleError, match=r"unknown stage 'evaluat'"):
         scale.select(scale.STAGES, "evaluat", None)
 
 
 def test_check_params_refuses_another_profile(tmp_path: Path) -> None:
-    with pytest.raises(scale.ScaleError, match="params.yaml not found"):
+    with pytest.raises(scale.ScaleError, match=r"params\.yaml not found"):
         scale.check_params(tmp_path)
     (tmp_path / "params.yaml").write_bytes((ROOT / "profiles" / "embedded.yaml").read_bytes())
     with pytest.raises(scale.ScaleError, match="profile is 'embedded', expected 'scale'"):

@@ -304,7 +304,8 @@ def test_dev_blocks_are_consecutive_windows_from_the_start() -> None:
 
 
 def test_log_spaced_checkpoint_steps() -> None:
-    steps = _config(steps=1600, checkpoint_every=10, checkpoint_schedule="log", log_checkpoints=12).checkpoint_steps()
+    config = _config(steps=1600, checkpoint_every=10, checkpoint_schedule="log", log_checkpoints=12)
+    steps = config.checkpoint_steps()
     assert min(steps) == 10 and max(steps) == 1600 and len(steps) == 12
     ordered = sorted(steps)
     ratios = [b / a for a, b in itertools.pairwise(ordered)]

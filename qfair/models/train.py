@@ -61,7 +61,7 @@ class TrainConfig:
         """Steps that save a checkpoint: a fixed interval, or log-spaced from ``checkpoint_every``."""
         if self.checkpoint_schedule == "log":
             spaced = np.geomspace(min(self.checkpoint_every, self.steps), self.steps, self.log_checkpoints)
-            return {int(round(s)) for s in spaced} | {self.steps}
+            return {round(s) for s in spaced} | {self.steps}
         return {s for s in range(self.checkpoint_every, self.steps + 1, self.checkpoint_every)} | {self.steps}
 
     def eval_steps(self) -> set[int]:
@@ -193,7 +193,7 @@ def mean_loss(model: PreTrainedModel, batches: list[torch.Tensor],
               config: TrainConfig | None = None) -> float:
     """Mean loss over ``batches`` in eval mode (on ``config``'s device and precision)."""
     model.eval()
-    if config is None or config.device == "cpu" and config.precision == "float32":
+    if config is None or (config.device == "cpu" and config.precision == "float32"):
         losses = [model(input_ids=b, labels=b).loss.item() for b in batches]
     else:
         with _autocast(config):
@@ -301,7 +301,8 @@ def run_record(log: TrainLog, config: TrainConfig, parameters: int, stream_token
     """
     frame = pd.DataFrame(log.rows)
     step = log.best_step if config.early_stopping_patience is not None else int(frame["step"].iloc[-1])
-    window = frame[(frame["step"] <= step) & (frame["step"] > step - (config.eval_every or config.checkpoint_every))]
+    span = config.eval_every or config.checkpoint_every
+    window = frame[(frame["step"] <= step) & (frame["step"] > step - span)]
     dev = frame.set_index("step")["dev_loss"].get(step) if "dev_loss" in frame else None
     tokens_per_second = log.tokens / log.seconds if log.seconds > 0 else None
     record = {

@@ -55,7 +55,7 @@ TRAIN_RECORD = {
     "model_step": ("train/model-step", lambda v: str(int(v))),
     "train_seconds": ("train/seconds", lambda v: fmt_int(round(v))),
 }
-# Per-language activation outliers (results/activations/outliers_by_language.csv, when written):
+# Per-language activation outliers (results/activations/input_outliers_languages.csv, when written):
 # column -> key stem (``act/<stem>/max``, ``act/<stem>/max-language``).
 ACTIVATION_OUTLIERS = {"act_kurtosis_max": "kurtosis", "act_max_over_median_max": "max-over-median"}
 # Families only a GPU run produces: the root (CPU) profile's keys of them read n/a by design.

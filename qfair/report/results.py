@@ -37,7 +37,7 @@ INPUTS = {
 }
 # Inputs only some runs write (the GPU run's activation outliers): None where absent.
 OPTIONAL = {
-    "outliers": paths.OUTLIERS_BY_LANGUAGE,
+    "outliers": paths.INPUT_OUTLIERS_LANGUAGES,
 }
 
 
