@@ -9,7 +9,8 @@ and read those. The GPU check runs before any work, so a run started without a G
 
 The CPU part (corpus, tokenizer, tokenizer premiums) and the GPU part can run on different
 machines: a GPU machine without registry access gets the prepared ``scale/data`` and
-``scale/models/tokenizer`` carried to it (``prepare`` here, ``gpu`` there), see docs/gpu.md.
+``scale/models/tokenizer`` carried to it (``prepare`` here, ``gpu`` there, ``analyse`` anywhere),
+see docs/profiles.md.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ FOLDER = ROOT / "scale"
 PROFILE = "scale"
 
 CPU_STAGES = ("validate_params", "prepare_corpus", "train_tokenizer", "tokenizer_premium")
-GPU_STAGES = ("train_model", "evaluate", "compress_sweep", "weight_census", "activation_profile",
-              "mechanisms", "snapshot")
-STAGES = CPU_STAGES + GPU_STAGES
+GPU_STAGES = ("train_model", "evaluate", "compress_sweep", "weight_census", "activation_profile")
+ANALYSIS_STAGES = ("mechanisms", "snapshot")  # read result files only: CPU, anywhere
+STAGES = CPU_STAGES + GPU_STAGES + ANALYSIS_STAGES
 
 # What the report and `dvc metrics` read; versioned in git as the outs of scale/dvc.yaml (no text,
 # no weights). Paths are relative to scale/.
@@ -106,7 +107,7 @@ def run_stages(names: list[str], folder: Path = FOLDER) -> dict[str, float]:
         seconds[name] = time.perf_counter() - start
         if done.returncode != 0:
             raise ScaleError(f"scale stage {name} failed (exit {done.returncode}); its message is above. "
-                             f"Rerun from it with `python -m qfair.scale gpu --from {name}`")
+                             f"Rerun from it with `python -m qfair.scale all --from {name}`")
         print(f"== scale: {name} done in {seconds[name]:.0f} s", flush=True)
     return seconds
 
@@ -125,13 +126,14 @@ def pack(target: Path, folder: Path = FOLDER) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m qfair.scale", description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["all", "prepare", "gpu"],
-                        help="all: every stage; prepare: the CPU stages; gpu: the GPU stages")
+    parser.add_argument("part", choices=["all", "prepare", "gpu", "analyse"],
+                        help="all: every stage; prepare: the CPU stages before training; gpu: training, "
+                             "evaluation, sweep, census, activations; analyse: the ledger and snapshot (CPU)")
     parser.add_argument("--from", dest="start", help="first stage to run")
     parser.add_argument("--to", dest="stop", help="last stage to run")
     parser.add_argument("--pack", type=Path, help="write the committed outputs to this .tar.gz after the run")
     args = parser.parse_args(argv)
-    stages = {"all": STAGES, "prepare": CPU_STAGES, "gpu": GPU_STAGES}[args.part]
+    stages = {"all": STAGES, "prepare": CPU_STAGES, "gpu": GPU_STAGES, "analyse": ANALYSIS_STAGES}[args.part]
     try:
         names = select(stages, args.start, args.stop)
         if any(name in GPU_STAGES for name in names) and (problem := gpu_problem()):

@@ -197,6 +197,9 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], sweep_verd
             found = by_id.get(rule.id)
             if found is None:
                 raise KeyError(f"hypothesis {rule.id}: no LA-ACIQ comparison was computed for it")
+            if "not_run" in found:
+                records.append({**base, "verdict": NOT_RUN, "reason": found["not_run"]})
+                continue
             records.append({**base, "statistic": "range_reduction", "value": found["range_reduction"],
                             "ci_low": found["range_reduction_ci_low"],
                             "ci_high": found["range_reduction_ci_high"],

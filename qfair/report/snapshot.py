@@ -66,6 +66,9 @@ def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFram
     ]
     level = f"{confidence:.0%} CI"
     for row in (r for r in ledger["hypotheses"] if r["kind"] == "laaciq_vs_aciq"):
+        if "value" not in row:  # NOT RUN: say why
+            lines.append(f"- {row['id']}: **{row['verdict']}**: {row.get('reason', '')}.")
+            continue
         lines.append(f"- {row['id']}: **{row['verdict']}**; disparity-range reduction "
                      f"{_fmt(row['value'])} [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], "
                      "relative change of the mean relative degradation "
