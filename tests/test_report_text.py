@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -82,8 +83,9 @@ def test_templates_type_no_numbers_and_cover_every_variant() -> None:
     from qfair.report.texcheck import literal_numbers
 
     templates = load_templates()
-    for key in ("model-summary", "corpus-description", "model-description", "limitations"):
+    for key in ("model-summary", "model-description", "limitations"):
         assert set(templates[key]) == {"train", "hub"}, key
+    assert set(templates["corpus-description"]) == {"train", "bible", "hub"}  # by corpus source
     assert set(templates["kurtosis-over-training"]) == {"none", "not-testable", "tested"}
     typed = {f"{key}/{variant}": literal_numbers(text)
              for key, variants in templates.items() for variant, text in variants.items()}
@@ -95,7 +97,9 @@ def test_kurtosis_sentence_follows_the_data_and_the_verdict(kurtosis: list[float
     import pandas as pd
 
     checkpoints = pd.DataFrame({"step": [100.0, 200.0, 300.0], "max_kurtosis": kurtosis})
-    params = SimpleNamespace(model=SimpleNamespace(source="train"))
+    from qfair.params import load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # a trained model
     for verdict, expected in (("NOT TESTABLE", r"\qfnum{hyp/EXP-027/reason}"),
                               ("INCONCLUSIVE", r"\qfnum{hyp/EXP-027/p-holm}")):
         results = SimpleNamespace(train_metrics={}, checkpoints=checkpoints,

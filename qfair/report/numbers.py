@@ -18,9 +18,11 @@ table configs), so a key outside every family still stops the LaTeX build.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from qfair.analysis.ledger import REL_PREFIX
@@ -185,6 +187,29 @@ def _activation_outliers(results: Results) -> dict[str, str]:
     return numbers
 
 
+def _cost(results: Results) -> dict[str, str]:
+    """C-004: the cheapest and dearest language per kB of text, and Spearman with the token premium
+    of the model's own tokenizer (n/a where the run measured no cost, or no energy on a CPU)."""
+    from qfair.analysis.cost import COST_MEASURES, cost_vs_token_premium
+
+    cost = getattr(results, "cost", None)
+    numbers = {}
+    measured = cost is not None and not cost.empty
+    against = cost_vs_token_premium(cost, results.premium) if measured else {}
+    for measure in (*COST_MEASURES, "g_co2e_per_kb"):
+        stem = measure.removesuffix("_per_kb").replace("_", "-")
+        values = cost[measure].dropna() if measured else pd.Series(dtype=float)
+        ok = not values.empty and (values > 0).all()
+        numbers[f"cost/{stem}-per-kb/min"] = fmt_sig(float(values.min())) if ok else ABSENT
+        numbers[f"cost/{stem}-per-kb/max"] = fmt_sig(float(values.max())) if ok else ABSENT
+        numbers[f"cost/{stem}-per-kb/ratio"] = fmt(float(values.max() / values.min()), 2) if ok else ABSENT
+        if measure in COST_MEASURES:  # CO2e is joules times a constant
+            rho = against.get(measure, {}).get("spearman_rho", math.nan)
+            numbers[f"cost/{stem}-per-kb/rho-premium"] = fmt(rho) if math.isfinite(rho) else ABSENT
+    numbers["cost/device"] = escape(str(cost["device"].iloc[0])) if measured else ABSENT
+    return numbers
+
+
 def corpus_source(params: Params) -> str:
     """The corpus the profile's model is trained or evaluated on, by its source's name."""
     source = getattr(params.corpus, "train_source", None) or getattr(params.corpus, "source", "")
@@ -276,6 +301,7 @@ def _settings(params: Params) -> dict[str, str]:
         "set/zipf": _optional(zipf, lambda value: fmt(value, 1)),
         "set/int8-threshold": fmt(params.compress.bnb_int8_threshold, 1),
         "set/ci-method": escape(params.eval.ci_method),
+        "set/grid": fmt_int(round(params.eval.cost.grid_g_co2e_per_kwh)),
     }
 
 
@@ -340,7 +366,25 @@ def _narrative(results: Results, params: Params) -> dict[str, str]:
             "the per-language oracle narrows the range more than any shared clipping, so part of the "
             "disparity could be reached by per-language clipping that weights cannot share"
         )
-    return {"text/mechanisms": mechanism, "text/clipping": clipping}
+    return {"text/mechanisms": mechanism, "text/clipping": clipping,
+            "text/laaciq-result": _laaciq_result(rule, verdicts, rows)}
+
+
+def _laaciq_result(rule, verdicts: dict[str, str], ranges: pd.Series) -> str:
+    """EXP-031's outcome as a clause: estimate, CI and verdict; or, when the test did not run, why,
+    with the point estimate the disparity table still gives (no CI: that needs the per-item NLLs)."""
+    if rule is None:
+        return "no language-aware clipping test is pre-registered in this profile"
+    if verdicts.get(rule.id) != "NOT RUN":
+        return (f"language-aware clipping changes the disparity range by \\qfnum{{hyp/{rule.id}/value-pct}} "
+                f"(\\qfnum{{hyp/{rule.id}/ci-pct}}), so its pre-registered test is "
+                f"\\textsc{{\\qfnum{{hyp/{rule.id}/verdict}}}}")
+    clause = f"the pre-registered test of language-aware clipping ({rule.id}) is \\textsc{{not run}}"
+    if {rule.treatment, rule.baseline} <= set(ranges.index):
+        reduction = 1 - ranges[rule.treatment] / ranges[rule.baseline]
+        clause += (f" for want of the per-item losses its paired bootstrap needs; the disparity table's "
+                   f"point estimate of its range reduction is {fmt_pct(reduction)}, without a CI")
+    return clause
 
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "paper" / "templates" / "text.yaml"
@@ -374,15 +418,46 @@ def _profile_text(results: Results, params: Params, templates: dict[str, dict[st
                          for r in results.ledger["hypotheses"])
         kurtosis = templates["kurtosis-over-training"]["not-testable" if untestable else "tested"]
 
+    if source == "train":
+        facts["allocation"] = allocation_text(params)
+        facts["schedule"] = schedule_text(params)
+
     def fill(template: str) -> str:
         for field, value in facts.items():
             template = template.replace(f"<{field}>", value)
         return template
 
-    texts = {key: templates[key][source]
+    corpus = "bible" if source == "train" and params.corpus.train_source == "bible" else source
+    texts = {key: templates[key].get(corpus if key == "corpus-description" else source)
              for key in ("model-summary", "corpus-description", "model-description", "limitations")}
     return {f"text/{key}": fill(text) for key, text in
             {**texts, "kurtosis-over-training": kurtosis}.items()}
+
+
+def allocation_text(params: Params) -> str:
+    """How the profile sets resource levels, in words (params.corpus.training_share)."""
+    share = params.corpus.training_share
+    if share.mode == "published":
+        return ("the natural (not upsampled) per-language shares of the CC100-XL pretraining "
+                "mixture~\\citep{lin2022xglm}") if share.published.table == "xglm" else (
+                f"the published shares of {escape(share.published.table)}")
+    if share.mode == "zipf":
+        return "a seeded Zipf allocation (exponent \\qfnum{set/zipf})"
+    return {"uniform": "a uniform allocation", "explicit": "the shares listed in params"}[share.mode]
+
+
+def schedule_text(params: Params) -> str:
+    """The checkpoint schedule and stopping rule, in words (params.train)."""
+    train = params.train
+    if train.checkpoint_schedule == "log":
+        text = f"with {train.log_checkpoints} log-spaced checkpoints from step {train.checkpoint_every}"
+    else:
+        text = f"with a checkpoint every {train.checkpoint_every} steps"
+    if train.early_stopping_patience is not None:
+        text += (f", stopped once the dev loss (measured every {train.eval_every} steps) has not "
+                 f"improved for {train.early_stopping_patience} measurements, keeping the weights of "
+                 "the best dev loss")
+    return text
 
 
 def _hypothesis_kinds(profiles: Iterable[Params]) -> dict[str, str]:
@@ -453,6 +528,7 @@ def collect_numbers(
         _corpus_and_model(results),
         _mechanisms(results),
         _activation_outliers(results),
+        _cost(results),
         {"label/profile": escape(profile_label(params, results))},
         _method_constants(),
     ):

@@ -38,6 +38,7 @@ INPUTS = {
 # Inputs only some runs write (the GPU run's activation outliers): None where absent.
 OPTIONAL = {
     "outliers": paths.INPUT_OUTLIERS_LANGUAGES,
+    "cost": paths.EVAL / "cost.csv",  # C-004 (evaluate, eval.cost.enabled)
 }
 
 
@@ -62,6 +63,7 @@ class Results:
     manifest: dict
     timings: dict[str, dict]
     outliers: pd.DataFrame | None = None
+    cost: pd.DataFrame | None = None
 
     def hypothesis(self, rule_id: str) -> dict:
         for row in self.ledger["hypotheses"]:
