@@ -356,8 +356,8 @@ def train_embedded(params, tokenizer_dir: Path, corpus: Path,
     """The train_model stage's work for ``model.source: train``: a seeded BLOOM trained on the corpus.
 
     Checkpoints go to ``checkpoints``; a run interrupted after one resumes from it. Returns the
-    trained model, the tokenizer (saved with it), the training log and, on a GPU, the run record
-    (:func:`run_record`; empty on CPU, whose summary stays as it was).
+    trained model, the tokenizer (saved with it), the training log and the run record
+    (:func:`run_record`; on CPU without its wall-time figures, which differ between machines).
     """
     from transformers import AutoTokenizer
 
@@ -380,8 +380,10 @@ def train_embedded(params, tokenizer_dir: Path, corpus: Path,
     print(f"BLOOM {count_parameters(model):,} parameters; {len(stream):,} training tokens; "
           f"{params.train.steps * params.train.batch_size * params.train.context_length:,} tokens seen")
     log = train(model, stream, config, checkpoints, dev_batches=dev_batches)
-    if config.device == "cpu":
-        return model, tokenizer, log, {}
+    if config.device == "cpu":  # no wall-time figures: metrics/train.json stays the same on every machine
+        record = run_record(log, config, count_parameters(model), len(stream), None)
+        return model, tokenizer, log, {k: v for k, v in record.items()
+                                       if k not in ("train_seconds", "tokens_per_second")}
     from qfair.models.throughput import measure_peak
 
     peak = measure_peak(torch.device(config.device))
