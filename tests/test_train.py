@@ -365,3 +365,36 @@ def test_bfloat16_training_needs_a_gpu_device() -> None:
     with pytest.raises(ValueError, match="needs eval_every"):
         TrainParams(**base, early_stopping_patience=2)
     assert TrainParams(**base, device="cuda", precision="bfloat16").compile is False
+
+
+def test_interrupted_early_stopping_run_resumes_exactly(make_bloom, tiny_stream, tmp_path,
+                                                         monkeypatch) -> None:
+    # A dev "loss" that is a function of the weights (so every run sees the same sequence), lowest
+    # near step 4: the run stops early; interrupted after step 5 and resumed, it must stop at the
+    # same step with the same best-dev weights.
+    import qfair.models.train as train_module
+
+    norms = {}
+
+    def weight_norm(model) -> float:
+        return float(model.transformer.word_embeddings.weight.double().norm())
+
+    def record(model, batches, config=None):
+        norms[len(norms) + 1] = weight_norm(model)
+        return 0.0
+
+    monkeypatch.setattr(train_module, "mean_loss", record)
+    config = _config(steps=14, checkpoint_every=2, eval_every=1, early_stopping_patience=4)
+    dev = [tiny_stream[:17][None]]
+    probe = dataclasses.replace(config, early_stopping_patience=None)
+    _run(make_bloom, tiny_stream, tmp_path / "probe", probe, dev_batches=dev)
+    target = norms[4]
+    monkeypatch.setattr(train_module, "mean_loss",
+                        lambda model, batches, config=None: abs(weight_norm(model) - target))
+    whole, whole_log = _run(make_bloom, tiny_stream, tmp_path / "whole", config, dev_batches=dev)
+    assert whole_log.stopped_early and whole_log.best_step == 4
+    _run(make_bloom, tiny_stream, tmp_path / "parts", config, dev_batches=dev, stop_after=5)
+    resumed, resumed_log = _run(make_bloom, tiny_stream, tmp_path / "parts", config, dev_batches=dev)
+    assert resumed_log.best_step == 4 and resumed_log.stopped_early
+    assert [r["step"] for r in resumed_log.rows] == [r["step"] for r in whole_log.rows]
+    assert _identical(_weights(whole), _weights(resumed))

@@ -222,7 +222,8 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
     start, log = _resume(model, optimizer, scheduler, config, folder)
     forward = torch.compile(model) if config.compile else model
     saves, evals = config.checkpoint_steps(), config.eval_steps()
-    best_loss, best_state, since_best = math.inf, None, 0
+    best_loss, since_best, log.best_step = _early_stopping_state(log)
+    best_state = _load_best(folder, log.best_step) if config.early_stopping_patience is not None else None
     model.train()
     bar = tqdm(range(start + 1, config.steps + 1), initial=start, total=config.steps,
                desc="train", disable=not progress, mininterval=2)
@@ -253,6 +254,7 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
                 best_loss, since_best, log.best_step = row["dev_loss"], 0, step
                 if config.early_stopping_patience is not None:
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    _save_best(model, step, folder)  # a resumed run needs them too
             else:
                 since_best += 1
             clock = time.perf_counter()
@@ -269,9 +271,49 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
             break
     log.seconds += step_seconds + time.perf_counter() - clock
     if best_state is not None:
-        model.load_state_dict(best_state)
+        model.load_state_dict(best_state, strict=False)  # a saved state stores the tied head once
+        model.tie_weights()
     model.eval()
     return log
+
+
+BEST = "best"  # early stopping: the weights of the best dev loss so far, beside the checkpoints
+
+
+def _early_stopping_state(log: TrainLog) -> tuple[float, int, int | None]:
+    """Best dev loss, evaluations since it, and its step, from the log (so a resumed run continues
+    the same count as an uninterrupted one)."""
+    losses = [(row["step"], row["dev_loss"]) for row in log.rows if "dev_loss" in row]
+    if not losses:
+        return math.inf, 0, None
+    best_index = min(range(len(losses)), key=lambda i: (losses[i][1], i))
+    return losses[best_index][1], len(losses) - 1 - best_index, losses[best_index][0]
+
+
+def _save_best(model: PreTrainedModel, step: int, folder: Path) -> None:
+    target, tmp = folder / BEST, folder / f".{BEST}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    write_text(tmp / "step.json", json.dumps({"step": step}))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def _load_best(folder: Path, step: int | None) -> dict[str, torch.Tensor] | None:
+    """The saved best-dev weights of ``step`` (None before the first dev loss)."""
+    if step is None:
+        return None
+    path = folder / BEST
+    try:
+        saved = json.loads((path / "step.json").read_text(encoding="utf-8"))["step"]
+        state = load_file(str(path / "model.safetensors"))
+    except (*UNREADABLE, FileNotFoundError) as error:
+        raise RuntimeError(f"{path}: the best-dev weights of step {step} do not load ({error}); "
+                           f"delete {folder} to train from scratch") from error
+    if saved != step:
+        raise RuntimeError(f"{path} holds step {saved}, but the log's best dev loss is at step {step}; "
+                           f"delete {folder} to train from scratch")
+    return state
 
 
 def write_log(log: TrainLog, folder: Path, summary_path: Path, parameters: int,
