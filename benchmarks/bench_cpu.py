@@ -18,9 +18,10 @@ import torch
 from transformers import AutoTokenizer
 
 from qfair.corpus.store import read_split
+from qfair.models.linears import target_linears
 from qfair.models.load import load_model
 from qfair.params import load_params
-from qfair.quant.apply import WeightSnapshot, apply_in_place, target_linears
+from qfair.quant.apply import WeightSnapshot, apply_in_place
 from qfair.quant.configs import parse_config
 from qfair.scoring.causal import score_items, score_items_one_by_one
 

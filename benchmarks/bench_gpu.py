@@ -44,9 +44,10 @@ import yaml
 from transformers import AutoTokenizer, BloomConfig, BloomForCausalLM
 
 from qfair.io import read_jsonl
+from qfair.models.linears import target_linears
 from qfair.models.load import count_parameters
 from qfair.models.throughput import measure_peak, timed
-from qfair.quant.apply import WeightSnapshot, apply_in_place, load_bitsandbytes, target_linears
+from qfair.quant.apply import WeightSnapshot, apply_in_place, load_bitsandbytes
 from qfair.quant.configs import parse_config
 from qfair.quant.sweep_runner import SweepSettings, calibrate
 from qfair.scoring import causal

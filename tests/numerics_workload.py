@@ -23,9 +23,10 @@ import torch  # noqa: E402
 
 from qfair.analysis.stats import correlation_battery  # noqa: E402
 from qfair.determinism import deterministic_cpu  # noqa: E402
+from qfair.models.linears import target_linears  # noqa: E402
 from qfair.models.load import build_bloom  # noqa: E402
 from qfair.models.train import TrainConfig, train  # noqa: E402
-from qfair.quant.apply import WeightSnapshot, apply_in_place, target_linears  # noqa: E402
+from qfair.quant.apply import WeightSnapshot, apply_in_place  # noqa: E402
 from qfair.quant.configs import parse_config  # noqa: E402
 from qfair.scoring.causal import TokenItems, bits_per_byte_ci, length_sorted_batches, score_token_batches  # noqa: E402
 

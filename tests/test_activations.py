@@ -247,7 +247,7 @@ def test_histogram_median_resolution() -> None:
 
 def test_block_linears_are_the_compressed_ones(tiny_model) -> None:
     from qfair.analysis.activations import block_linears
-    from qfair.quant.apply import target_linears
+    from qfair.models.linears import target_linears
 
     found = block_linears(tiny_model, ["lm_head"])
     targets = target_linears(tiny_model, ["lm_head"])

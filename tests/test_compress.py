@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from qfair.io import write_csv
+from qfair.models.linears import target_linears
 from qfair.models.load import build_bloom
 from qfair.quant import sweep_runner
 from qfair.quant.apply import (
@@ -22,7 +23,6 @@ from qfair.quant.apply import (
     apply_in_place,
     input_second_moments,
     language_weights,
-    target_linears,
 )
 from qfair.quant.configs import parse_config
 from qfair.quant.sweep_runner import (

@@ -130,7 +130,7 @@ def profile_languages(model: nn.Module, tokenizer, texts: dict[str, dict[str, st
 # --- input outliers of the compressed Linear layers (EXP-035) ------------------------------------
 #
 # For each Linear layer a quantizer compresses (every ``nn.Linear`` inside a transformer block whose
-# name contains none of ``compress.exclude_modules``, as qfair.quant.apply.target_linears selects
+# name contains none of ``compress.exclude_modules``, as qfair.models.linears.target_linears selects
 # them), statistics of its *input* over a language's non-padding tokens:
 # - ``kurtosis``: Fisher's excess kurtosis over all coordinates of all tokens (scipy.stats.kurtosis
 #   with its defaults), from streaming float64 central moments merged batch by batch;
@@ -152,15 +152,16 @@ RATIO_COLUMNS = ["max_over_median", "channel_max_over_median"]  # NaN (empty) wh
 def block_linears(model: nn.Module, exclude: Sequence[str]) -> dict[str, tuple[int, nn.Linear]]:
     """``{name: (block index, layer)}`` of the Linear layers the quantizers compress inside the blocks.
 
-    The same selection as ``qfair.quant.apply.target_linears`` (tested equal), restricted to names
-    the census places in a layer; kept here so this stage does not depend on the quantizers' code.
+    The quantizers' own selection (``qfair.models.linears.target_linears``), restricted to names the
+    census places in a layer.
     """
+    from qfair.models.linears import target_linears
+
     found = {}
-    for name, module in model.named_modules():
-        if isinstance(module, nn.Linear) and not any(part in name for part in exclude):
-            layer, _ = label_parameter(f"{name}.weight")
-            if layer is not None:
-                found[name] = (layer, module)
+    for name, module in target_linears(model, exclude).items():
+        layer, _ = label_parameter(f"{name}.weight")
+        if layer is not None:
+            found[name] = (layer, module)
     if not found:
         raise ValueError("activation outliers: no Linear layer inside the transformer blocks")
     return found

@@ -24,15 +24,6 @@ from qfair.quant.rtn import quantize_rtn
 from qfair.scoring.causal import model_device, padded_batches
 
 
-def target_linears(model: nn.Module, exclude: Sequence[str]) -> dict[str, nn.Linear]:
-    """Every ``nn.Linear`` whose qualified name contains none of ``exclude`` (e.g. ``lm_head``).
-
-    Embeddings are not Linear layers, so they always stay in full precision.
-    """
-    return {name: module for name, module in model.named_modules()
-            if isinstance(module, nn.Linear) and not any(part in name for part in exclude)}
-
-
 class WeightSnapshot:
     """A copy of the target weights as loaded, on their device, restored after each config."""
 

@@ -30,13 +30,13 @@ from tqdm import tqdm
 from qfair.analysis.resource import ResourceLevels, resource_levels
 from qfair.analysis.sweep import disparity_table, per_language_table, threshold_table
 from qfair.io import atomic_path, sha256_file
+from qfair.models.linears import target_linears
 from qfair.quant.apply import (
     WeightSnapshot,
     apply_in_place,
     input_second_moments,
     language_weights,
     load_bitsandbytes,
-    target_linears,
 )
 from qfair.quant.configs import CompressionConfig, check_group_sizes, parse_config
 from qfair.scoring.causal import model_device, score_items
