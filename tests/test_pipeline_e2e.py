@@ -162,8 +162,16 @@ def test_first_repro_runs_every_stage(repo: Repo, first_run: dict) -> None:
                      "metrics/eval.json", "metrics/train.json", "results/eval/per_language.csv",
                      "results/eval/items.csv", "dvc.lock"):
         assert (root / relative).is_file(), relative
-    assert sorted(p.name for p in (root / "models/embedded/checkpoints").glob("step_*")) == \
-           ["step_000003", "step_000006", "step_000009", "step_000012"]
+    # the schedule of params (log-spaced in the embedded profile), up to where training stopped
+    from dataclasses import fields
+
+    from qfair.models.train import TrainConfig
+
+    train = repo.params["train"]
+    config = TrainConfig(**{f.name: train[f.name] for f in fields(TrainConfig) if f.name in train}, seed=0)
+    last = json.loads(repo.read("metrics/train.json"))["steps"]
+    expected = sorted(f"step_{step:06d}" for step in config.checkpoint_steps() if step <= last)
+    assert sorted(p.name for p in (root / "models/embedded/checkpoints").glob("step_*")) == expected
 
 
 def test_outputs_describe_the_tiny_profile(repo: Repo, first_run: dict) -> None:

@@ -61,9 +61,11 @@ TRAIN_RECORD = {
 # column -> key stem (``act/<stem>/max``, ``act/<stem>/max-language``).
 ACTIVATION_OUTLIERS = {"act_kurtosis_max": "kurtosis", "act_max_over_median_max": "max-over-median"}
 # Families only a GPU run produces: the root (CPU) profile's keys of them read n/a by design.
+# (Energy too: NVML's counter exists only on a GPU, so a CPU run's joules and CO2e read n/a.)
 GPU_ONLY = tuple(key for key, _ in TRAIN_RECORD.values()) + tuple(
     f"act/{stem}/{field}" for stem in ACTIVATION_OUTLIERS.values() for field in ("max", "max-language")
-)
+) + tuple(f"cost/{stem}-per-kb/{field}" for stem in ("joules", "g-co2e")
+          for field in ("min", "max", "ratio", "rho-premium"))
 SCALE_PREFIX = "scale/"  # the scale profile's keys (its results are in scale/, paths.SCALE)
 PRIMARY_PREFIX = "primary/"  # the primary profile's keys: scale/ when it has run, else the root's
 CORPUS_NAMES = {"kolibri": "Kolibri", "bible": "Bible", "flores": "FLORES+"}
