@@ -37,6 +37,7 @@ TIMINGS = RESULTS / "timings"
 EVAL = RESULTS / "eval"
 COST = EVAL / "cost.csv"  # C-004: measured time and energy per language (differs on every run)
 SWEEP = RESULTS / "sweep"
+SWEEP_COMPARISONS = SWEEP / "comparisons.csv"  # pre-registered config comparisons (EXP-031)
 SWEEP_PARTIAL = SWEEP / "partial"  # per-config rows of an interrupted sweep; removed at the end
 CENSUS = RESULTS / "census"
 ACTIVATIONS = RESULTS / "activations"

@@ -31,8 +31,9 @@ FOLDER = ROOT / "scale"
 PROFILE = "scale"
 
 CPU_STAGES = ("validate_params", "prepare_corpus", "train_tokenizer", "tokenizer_premium")
-GPU_STAGES = ("train_model", "evaluate", "compress_sweep", "weight_census", "activation_profile")
-ANALYSIS_STAGES = ("mechanisms", "snapshot")  # read result files only: CPU, anywhere
+GPU_STAGES = ("train_model", "evaluate", "compress_sweep", "compare_configs", "weight_census",
+              "activation_profile")  # and what reads their uncommitted outputs (per-item NLLs)
+ANALYSIS_STAGES = ("mechanisms", "snapshot")  # read committed result files only: CPU, anywhere
 STAGES = CPU_STAGES + GPU_STAGES + ANALYSIS_STAGES
 
 # What the report and `dvc metrics` read; versioned in git as the outs of scale/dvc.yaml (no text,
@@ -44,6 +45,7 @@ COMMITTED = (
     "metrics/hypotheses.json", "metrics/cost.json",
     "results/eval/per_language.csv", "results/eval/cost.csv",
     "results/sweep/per_language.csv", "results/sweep/disparity.csv", "results/sweep/threshold_bits.csv",
+    "results/sweep/comparisons.csv",
     "results/sweep/plots/disparity_vs_bits.csv", "results/sweep/plots/degradation_vs_bits.csv",
     "results/census/tensors.csv", "results/census/attention_heads.csv", "results/census/summary.json",
     "results/activations/layers.csv", "results/activations/sink_heads.csv",

@@ -18,7 +18,13 @@ from qfair.analysis.disparity import (
     threshold_bits,
 )
 from qfair.analysis.ledger import INCONCLUSIVE, REJECTED, SUPPORTED, laaciq_verdict
-from qfair.analysis.sweep import disparity_table, nll_matrix, per_language_table, threshold_table
+from qfair.analysis.sweep import (
+    comparison_table,
+    disparity_table,
+    nll_matrix,
+    per_language_table,
+    threshold_table,
+)
 from qfair.quant.configs import parse_config
 
 RESAMPLES = 300
@@ -290,3 +296,24 @@ def test_threshold_table(per_language) -> None:
     # the asymmetric and ACIQ configs (rel 0 at 4 bits) do not enter B*
     looser = threshold_table(per_language, tau=0.03)
     assert looser.set_index(["granularity", "language"]).loc[("channel", "zh_Hans"), "b_star"] == "8"
+
+
+def test_comparison_table_is_the_paired_comparison_of_each_rule(items) -> None:
+    from qfair.params import LaaciqRule
+
+    rule = LaaciqRule(id="L-1", statement="s", kind="laaciq_vs_aciq", treatment="rtn-w4-ch-asym",
+                      baseline="rtn-w2-tensor-sym", min_range_reduction=0.2,
+                      max_mean_rel_degradation_increase=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exact factors make some bootstraps degenerate
+        table = comparison_table(items, [rule], RESAMPLES, 0.95, seed=0, method="percentile")
+        direct = comparison(nll_matrix(items, "fp", sorted(LANGS)),
+                            nll_matrix(items, "rtn-w4-ch-asym", sorted(LANGS)),
+                            nll_matrix(items, "rtn-w2-tensor-sym", sorted(LANGS)), RESAMPLES, 0.95,
+                            seed=0, method="percentile")
+    row = table.iloc[0].to_dict()
+    assert (row["id"], row["treatment"], row["baseline"]) == ("L-1", "rtn-w4-ch-asym", "rtn-w2-tensor-sym")
+    assert row["range_reduction"] == pytest.approx(1.0)  # the treatment (factor 1.0) has no range
+    assert {k: row[k] for k in direct} == direct
+    empty = comparison_table(items, [], RESAMPLES, 0.95, seed=0)
+    assert len(empty) == 0 and list(empty.columns) == list(table.columns)

@@ -86,16 +86,19 @@ NOT_RUN = NotRunRule(id="N-1", statement="needs a second model size", kind="not_
 LAACIQ = LaaciqRule(id="L-1", statement="LA-ACIQ narrows the range", kind="laaciq_vs_aciq",
                     treatment="laaciq-uniform-w4-ch", baseline="aciq-laplace-w4-ch",
                     min_range_reduction=0.2, max_mean_rel_degradation_increase=0.05)
-SWEEP_VERDICTS = [{"id": "L-1", "range_reduction": 0.31, "range_reduction_ci_low": 0.12,
-                   "range_reduction_ci_high": 0.45, "mean_rel_degradation_increase": 0.01,
-                   "verdict": "SUPPORTED"},
-                  {"id": "other", "range_reduction": 0.0, "range_reduction_ci_low": 0.0,
-                   "range_reduction_ci_high": 0.0, "mean_rel_degradation_increase": 0.0,
-                   "verdict": "REJECTED"}]
+COMPARISONS = pd.DataFrame([  # the compare_configs stage's table (results/sweep/comparisons.csv)
+    {"id": "L-1", "treatment": "laaciq-uniform-w4-ch", "baseline": "aciq-laplace-w4-ch",
+     "range_reduction": 0.31, "range_reduction_ci_low": 0.25, "range_reduction_ci_high": 0.45,
+     "mean_rel_degradation_increase": 0.01, "mean_rel_degradation_increase_ci_low": -0.01,
+     "mean_rel_degradation_increase_ci_high": 0.03},
+    {"id": "other", "treatment": "rtn-w4-ch-sym", "baseline": "rtn-w4-ch-asym",
+     "range_reduction": 0.0, "range_reduction_ci_low": -0.1, "range_reduction_ci_high": 0.1,
+     "mean_rel_degradation_increase": 0.0, "mean_rel_degradation_increase_ci_low": -0.1,
+     "mean_rel_degradation_increase_ci_high": 0.1}])
 
 
-def run(rules, tables, verdicts=SWEEP_VERDICTS, alpha: float = ALPHA, family=None) -> list[dict]:
-    return evaluate_ledger(rules, tables, verdicts, alpha, permutation_resamples=999,
+def run(rules, tables, comparisons=COMPARISONS, alpha: float = ALPHA, family=None) -> list[dict]:
+    return evaluate_ledger(rules, tables, comparisons, alpha, permutation_resamples=999,
                            bootstrap_resamples=999, confidence=0.95, seed=3, holm_family=family)
 
 
@@ -243,19 +246,27 @@ def test_not_run_records_carry_the_reason(ledger) -> None:
     assert "p" not in record and "p_holm" not in record
 
 
-def test_laaciq_rule_takes_the_sweep_verdict(ledger, tables) -> None:
+def test_laaciq_rule_decides_the_compared_statistics(ledger, tables) -> None:
     record = ledger["L-1"]
-    assert record["verdict"] == "SUPPORTED"
-    assert record["value"] == 0.31 and record["ci_low"] == 0.12 and record["ci_high"] == 0.45
+    assert record["verdict"] == "SUPPORTED"  # CI [0.25, 0.45] above 0.2, increase CI below 0.05
+    assert record["value"] == 0.31 and record["ci_low"] == 0.25 and record["ci_high"] == 0.45
     assert record["mean_rel_degradation_increase"] == 0.01
     assert "p_holm" not in record  # not part of the Holm family
-    flipped = [{**SWEEP_VERDICTS[0], "verdict": "REJECTED"}]
-    assert run([LAACIQ], tables, verdicts=flipped)[0]["verdict"] == "REJECTED"
+    below = COMPARISONS.assign(range_reduction_ci_low=0.05, range_reduction_ci_high=0.15)  # CI below 0.2
+    assert run([LAACIQ], tables, comparisons=below)[0]["verdict"] == "REJECTED"
+    degenerate = COMPARISONS.assign(range_reduction_ci_low=float("nan"))  # an empty CSV cell
+    assert run([LAACIQ], tables, comparisons=degenerate)[0]["verdict"] == "INCONCLUSIVE"
 
 
-def test_laaciq_rule_without_sweep_verdict_raises(tables) -> None:
-    with pytest.raises(KeyError, match="L-1"):
-        run([LAACIQ], tables, verdicts=SWEEP_VERDICTS[1:])
+def test_laaciq_rule_without_its_comparison_raises(tables) -> None:
+    with pytest.raises(KeyError, match=r"L-1.*compare_configs"):
+        run([LAACIQ], tables, comparisons=COMPARISONS.iloc[1:])
+
+
+def test_laaciq_rule_against_a_stale_comparison_raises(tables) -> None:
+    stale = COMPARISONS.assign(baseline="aciq-gaussian-w4-ch")
+    with pytest.raises(ValueError, match=r"L-1.*aciq-gaussian-w4-ch.*aciq-laplace-w4-ch"):
+        run([LAACIQ], tables, comparisons=stale)
 
 
 @pytest.mark.parametrize(("rule", "missing"), [

@@ -169,11 +169,13 @@ def test_resource_hypotheses_use_the_languages_that_have_a_level(paper: dict) ->
                           "rel_degradation:rtn-w4-ch-sym": rng.normal(size=8),
                           "script_latin": [0.0, 1.0] * 4, "baseline_bpb": rng.normal(size=8)},
                           index=languages)
-    records = {r["id"]: r for r in evaluate_ledger(rules, {"language": table}, [], 0.05, 99, 100, 0.95, 0)}
+    records = {r["id"]: r for r in evaluate_ledger(rules, {"language": table}, pd.DataFrame(),
+                                                    0.05, 99, 100, 0.95, 0)}
     assert records["EXP-001"]["n"] == 6 and records["EXP-001"]["left_out"] == ["l0", "l1"]
     assert records["EXP-033"]["n"] == 8 and "left_out" not in records["EXP-033"]
     table.loc["l2":"l5", "resource_level"] = np.nan  # 2 of 8 left: too few for a correlation
-    records = {r["id"]: r for r in evaluate_ledger(rules, {"language": table}, [], 0.05, 99, 100, 0.95, 0)}
+    records = {r["id"]: r for r in evaluate_ledger(rules, {"language": table}, pd.DataFrame(),
+                                                    0.05, 99, 100, 0.95, 0)}
     assert records["EXP-001"]["verdict"] == "NOT RUN" and "only 2 languages" in records["EXP-001"]["reason"]
     assert "p_holm" in records["EXP-033"]
 

@@ -398,3 +398,43 @@ def test_interrupted_early_stopping_run_resumes_exactly(make_bloom, tiny_stream,
     assert resumed_log.best_step == 4 and resumed_log.stopped_early
     assert [r["step"] for r in resumed_log.rows] == [r["step"] for r in whole_log.rows]
     assert _identical(_weights(whole), _weights(resumed))
+
+
+def test_pending_rows_read_losses_at_flush_and_catch_divergence() -> None:
+    from qfair.models.train import _PendingRows
+
+    pending, rows = _PendingRows(), []
+    for step, value in enumerate([2.5, 2.25, 2.0], start=1):
+        row = {"step": step, "loss": None, "lr": 1e-3, "grad_norm": None}
+        pending.add(row, torch.tensor(value), torch.tensor(value / 2))
+        rows.append(row)
+    assert rows[0]["loss"] is None  # nothing read before the flush
+    pending.flush()
+    assert [r["loss"] for r in rows] == [2.5, 2.25, 2.0]
+    assert [r["grad_norm"] for r in rows] == [1.25, 1.125, 1.0]
+    row = {"step": 9, "loss": None, "lr": 1e-3, "grad_norm": None}
+    pending.add(row, torch.tensor(float("inf")), torch.tensor(1.0))
+    with pytest.raises(TrainingDivergedError, match="inf at step 9"):
+        pending.flush()
+
+
+def test_dev_loss_on_an_accelerator_stacks_blocks_with_equal_weight(make_bloom, tiny_stream,
+                                                                    monkeypatch) -> None:
+    """Stacked passes (the last one smaller) give the mean of the per-block losses."""
+    from types import SimpleNamespace
+
+    import qfair.models.train as train_module
+
+    class MeanOfIds(torch.nn.Module):  # a "loss" that differs per block, to expose any misweighting
+        def forward(self, input_ids, labels):
+            return SimpleNamespace(loss=input_ids.float().mean())
+
+    blocks = [torch.full((1, 4), value) for value in (1, 2, 3, 4, 10)]
+    autocast = _config(precision="bfloat16")  # the accelerator path (bf16 autocast also runs on CPU)
+    monkeypatch.setattr(train_module, "DEV_BATCH", 2)  # passes of 2, 2 and 1 blocks
+    assert train_module.mean_loss(MeanOfIds(), blocks, autocast) == 4.0  # not (1.5 + 3.5 + 10) / 3
+    model = make_bloom(seed=0)
+    real = [tiny_stream[i * 17:(i + 1) * 17].unsqueeze(0) for i in range(5)]
+    assert train_module.mean_loss(model, real, autocast) == pytest.approx(
+        train_module.mean_loss(model, real), rel=3e-2)  # bf16 against the float32 per-block path
+    assert model.training

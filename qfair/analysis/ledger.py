@@ -174,10 +174,13 @@ def _sign_test(rule, wins: int, n: int, confidence: float) -> dict:
             "ci_high": ci.high, "threshold": 0.5, "p": test.pvalue}
 
 
-def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], sweep_verdicts: list[dict],
+def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], comparisons: pd.DataFrame,
                     alpha: float, permutation_resamples: int, bootstrap_resamples: int,
                     confidence: float, seed: int, holm_family: Sequence[str] | None = None) -> list[dict]:
     """One record per hypothesis, in params order, with statistic, CI, Holm-adjusted p, verdict.
+
+    ``comparisons``: one row per ``laaciq_vs_aciq`` rule, by ``id`` (the compare_configs stage's
+    table, :func:`qfair.analysis.sweep.comparison_table`); its decision is :func:`laaciq_verdict`.
 
     ``holm_family``: the pre-registered ids corrected together (None: every test). A test
     outside it is corrected alone (``p_holm = p``). Each record of a test says ``holm_family``
@@ -186,7 +189,7 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], sweep_verd
     family = {r.id for r in rules if r.kind in TESTED_KINDS} if holm_family is None else set(holm_family)
     settings = {"permutation_resamples": permutation_resamples, "seed": seed,
                 "bootstrap_resamples": bootstrap_resamples, "confidence": confidence}
-    by_id = {v["id"]: v for v in sweep_verdicts}
+    by_id = {row["id"]: row for row in comparisons.to_dict("records")}
     records: list[dict] = []
     for rule in rules:
         base = {"id": rule.id, "statement": rule.statement, "kind": rule.kind}
@@ -196,15 +199,20 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], sweep_verd
         if rule.kind == "laaciq_vs_aciq":
             found = by_id.get(rule.id)
             if found is None:
-                raise KeyError(f"hypothesis {rule.id}: no LA-ACIQ comparison was computed for it")
-            if "not_run" in found:
-                records.append({**base, "verdict": NOT_RUN, "reason": found["not_run"]})
-                continue
+                raise KeyError(f"hypothesis {rule.id}: results/sweep/comparisons.csv has no row for it "
+                               "(rerun the compare_configs stage)")
+            if (found["treatment"], found["baseline"]) != (rule.treatment, rule.baseline):
+                raise ValueError(f"hypothesis {rule.id}: results/sweep/comparisons.csv compares "
+                                 f"{found['treatment']} with {found['baseline']}, params "
+                                 f"{rule.treatment} with {rule.baseline} (rerun compare_configs)")
             records.append({**base, "statistic": "range_reduction", "value": found["range_reduction"],
                             "ci_low": found["range_reduction_ci_low"],
                             "ci_high": found["range_reduction_ci_high"],
-                            "mean_rel_degradation_increase": found["mean_rel_degradation_increase"],
-                            "verdict": found["verdict"]})
+                            **{k: found[k] for k in ("mean_rel_degradation_increase",
+                                                     "mean_rel_degradation_increase_ci_low",
+                                                     "mean_rel_degradation_increase_ci_high")},
+                            "verdict": laaciq_verdict(found, rule.min_range_reduction,
+                                                      rule.max_mean_rel_degradation_increase)})
             continue
         if rule.kind not in TESTED_KINDS:
             raise ValueError(f"hypothesis {rule.id}: unknown kind {rule.kind!r}")

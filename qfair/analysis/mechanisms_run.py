@@ -23,7 +23,6 @@ from qfair.analysis.mechanisms import (
     outlier_layers,
 )
 from qfair.analysis.resource import ResourceLevels, resource_levels
-from qfair.analysis.sweep import laaciq_verdicts
 from qfair.io import read_json
 
 
@@ -37,7 +36,8 @@ class MechanismsRun:
 
 
 def run_mechanisms(params) -> MechanismsRun:
-    """Read the census, activation profile, sweep and evaluation outputs; tables and ledger."""
+    """Read the census, activation profile, sweep (tables, config comparisons) and evaluation outputs;
+    tables and ledger."""
     ap = params.analysis
     census = pd.read_csv(paths.CENSUS / "tensors.csv")
     census["layer"] = census["layer"].astype("Int64")
@@ -62,16 +62,8 @@ def run_mechanisms(params) -> MechanismsRun:
         "layer": layer_table(kurt, profile),
         "checkpoint": checkpoint_table(summaries),
     }
-    cp = params.compress
-    rules = [r for r in params.hypotheses if r.kind == "laaciq_vs_aciq"]
-    items = paths.SWEEP / "items.csv"
-    if items.is_file():
-        sweep_verdicts = laaciq_verdicts(pd.read_csv(items), rules, cp.bootstrap_resamples,
-                                         params.eval.confidence, cp.seed, params.eval.ci_method)
-    else:  # per-item NLLs are not committed (too large): a run analysed apart from its sweep lacks them
-        sweep_verdicts = [{"id": r.id, "not_run": f"{items} (the sweep's per-item NLLs, which the paired "
-                           "bootstrap of this comparison needs) is not in this checkout"} for r in rules]
-    ledger = evaluate_ledger(params.hypotheses, tables, sweep_verdicts,
+    comparisons = pd.read_csv(paths.SWEEP_COMPARISONS)  # the compare_configs stage's statistics
+    ledger = evaluate_ledger(params.hypotheses, tables, comparisons,
                              ap.alpha, ap.permutation_resamples, ap.bootstrap_resamples,
                              params.eval.confidence, ap.seed, holm_family=ap.holm_family)
     return MechanismsRun(tables, component_table(census), outliers, ledger, levels)

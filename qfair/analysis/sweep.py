@@ -12,7 +12,6 @@ from qfair.analysis.disparity import (
     rel_degradation_matrix,
     threshold_bits,
 )
-from qfair.analysis.ledger import laaciq_verdict
 from qfair.quant.configs import CompressionConfig
 
 
@@ -86,17 +85,26 @@ def threshold_table(per_language: pd.DataFrame, tau: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def laaciq_verdicts(items: pd.DataFrame, rules: list, resamples: int, confidence: float, seed: int,
-                    method: str = "BCa") -> list[dict]:
-    """EXP-031-style comparisons of a treatment config against a baseline, with verdicts."""
+COMPARISON_CI_COLUMNS = ["range_reduction_ci_low", "range_reduction_ci_high",
+                         "mean_rel_degradation_increase_ci_low", "mean_rel_degradation_increase_ci_high"]
+
+
+def comparison_table(items: pd.DataFrame, rules: list, resamples: int, confidence: float, seed: int,
+                     method: str = "BCa") -> pd.DataFrame:
+    """One row per EXP-031-style rule: its treatment config against its baseline, with paired CIs.
+
+    The statistics only (:func:`qfair.analysis.disparity.comparison`); the ledger applies each
+    rule's decision (:func:`qfair.analysis.ledger.laaciq_verdict`). Per-item NLLs are needed here,
+    so this runs where the sweep's ``items.csv`` is (the scale run's GPU machine included).
+    """
     languages = sorted(items.loc[items["config"] == "fp", "language"].unique())
     fp = nll_matrix(items, "fp", languages)
-    verdicts = []
+    rows = []
     for rule in rules:
         result = comparison(fp, nll_matrix(items, rule.treatment, languages),
                             nll_matrix(items, rule.baseline, languages), resamples, confidence,
                             seed, method)
-        verdicts.append({"id": rule.id, "treatment": rule.treatment, "baseline": rule.baseline,
-                         **result, "verdict": laaciq_verdict(result, rule.min_range_reduction,
-                                                             rule.max_mean_rel_degradation_increase)})
-    return verdicts
+        rows.append({"id": rule.id, "treatment": rule.treatment, "baseline": rule.baseline, **result})
+    columns = ["id", "treatment", "baseline", "range_reduction", "mean_rel_degradation_increase",
+               *COMPARISON_CI_COLUMNS]
+    return pd.DataFrame(rows, columns=columns)

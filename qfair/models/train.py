@@ -188,20 +188,62 @@ def _autocast(config: TrainConfig) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bfloat16")
 
 
+DEV_BATCH = 16  # dev blocks per forward pass on an accelerator (one block per pass on CPU)
+
+
 @torch.no_grad()
 def mean_loss(model: PreTrainedModel, batches: list[torch.Tensor],
               config: TrainConfig | None = None) -> float:
-    """Mean loss over ``batches`` in eval mode (on ``config``'s device and precision)."""
+    """Mean loss over ``batches`` in eval mode (on ``config``'s device and precision).
+
+    CPU in float32 (the embedded profile) scores one block per pass, as its committed results were
+    made; elsewhere blocks of equal length are stacked :data:`DEV_BATCH` at a time. Each pass's
+    loss is a mean over equally many tokens, so the mean of pass means is the same quantity.
+    """
     model.eval()
     if config is None or (config.device == "cpu" and config.precision == "float32"):
         losses = [model(input_ids=b, labels=b).loss.item() for b in batches]
     else:
+        groups = [batches[i : i + DEV_BATCH] for i in range(0, len(batches), DEV_BATCH)]
         with _autocast(config):
-            losses = [model(input_ids=b.to(config.device), labels=b.to(config.device)).loss
-                      for b in batches]
-        losses = torch.stack(losses).float().cpu().tolist()
+            losses = []
+            for group in groups:
+                stacked = torch.cat(group).to(config.device)
+                losses.append(model(input_ids=stacked, labels=stacked).loss * len(group))
+        losses = [float(torch.stack(losses).float().sum().cpu()) / len(batches)]
     model.train()
     return float(np.mean(losses))
+
+
+SYNC_EVERY = 25  # steps between reads of the loss to the host (a read waits for the device)
+
+
+class _PendingRows:
+    """Log rows whose loss and gradient norm are still on the device.
+
+    Reading a scalar to the host every step (``loss.item()``) stalls a GPU until the step is done, so
+    the values are read in one transfer every :data:`SYNC_EVERY` steps and before every dev
+    evaluation, checkpoint and exit; the divergence check runs then. The logged values are the same.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[dict, torch.Tensor, torch.Tensor, float]] = []
+
+    def add(self, row: dict, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.rows.append((row, loss.detach(), grad_norm.detach(), row["lr"]))
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        values = torch.stack([torch.stack([loss.float(), norm.float()])
+                              for _, loss, norm, _ in self.rows]).cpu().tolist()
+        pending, self.rows = self.rows, []
+        for (row, _, _, lr), (loss, norm) in zip(pending, values, strict=True):
+            if not math.isfinite(loss):
+                raise TrainingDivergedError(
+                    f"training loss is {loss} at step {row['step']} (lr {lr:.3g}); "
+                    "lower train.learning_rate or raise train.warmup_steps")
+            row["loss"], row["grad_norm"] = loss, norm
 
 
 def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, folder: Path,
@@ -227,6 +269,7 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
     model.train()
     bar = tqdm(range(start + 1, config.steps + 1), initial=start, total=config.steps,
                desc="train", disable=not progress, mininterval=2)
+    pending = _PendingRows()
     step_seconds, clock = 0.0, time.perf_counter()
     for step in bar:
         batch = sample_batch(stream, config.batch_size, config.context_length, config.seed, step)
@@ -235,18 +278,18 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
         torch.manual_seed(config.seed * 1_000_003 + step)  # dropout masks depend on the step only
         with _autocast(config):
             loss = forward(input_ids=batch, labels=batch).loss
-        if not math.isfinite(loss.item()):
-            raise TrainingDivergedError(
-                f"training loss is {loss.item()} at step {step} (lr {scheduler.get_last_lr()[0]:.3g}); "
-                "lower train.learning_rate or raise train.warmup_steps")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
-        row = {"step": step, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
-               "grad_norm": float(grad_norm)}
+        row = {"step": step, "loss": None, "lr": scheduler.get_last_lr()[0], "grad_norm": None}
+        pending.add(row, loss, grad_norm)
         scheduler.step()
         log.tokens += batch.numel()
+        log.rows.append(row)
+        if step in evals or step in saves or step % SYNC_EVERY == 0:
+            pending.flush()
+            bar.set_postfix(loss=f"{row['loss']:.3f}")
         if step in evals and dev_batches:
             step_seconds += time.perf_counter() - clock
             row["dev_loss"] = mean_loss(model, dev_batches, config)
@@ -258,17 +301,18 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
             else:
                 since_best += 1
             clock = time.perf_counter()
-        log.rows.append(row)
         if step in saves:
             step_seconds += time.perf_counter() - clock
             _save_checkpoint(model, optimizer, scheduler, step, log, config, folder)
             clock = time.perf_counter()
-        bar.set_postfix(loss=f"{row['loss']:.3f}")
         if stop_after is not None and step >= stop_after:
             break
         if config.early_stopping_patience is not None and since_best >= config.early_stopping_patience:
             log.stopped_early = True
             break
+    pending.flush()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the clock stops when the device's work is done
     log.seconds += step_seconds + time.perf_counter() - clock
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)  # a saved state stores the tied head once

@@ -201,13 +201,14 @@ CATALOGUE: tuple[Experiment, ...] = (
         figures=("clipping",),
         tables=("clipping",),
         hypotheses=("EXP-031",),
-        stages=("compress_sweep", "mechanisms"),
+        stages=("compress_sweep", "compare_configs", "mechanisms"),
         functions=(
             "qfair.quant.laaciq.laaciq_clip",
-            "qfair.analysis.sweep.laaciq_verdicts",
+            "qfair.analysis.sweep.comparison_table",
+            "qfair.analysis.ledger.laaciq_verdict",
         ),
         outputs=(
-            "results/sweep/items.csv",
+            "results/sweep/comparisons.csv",
             "results/hypotheses.json",
         ),
     ),
