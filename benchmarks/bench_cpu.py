@@ -21,8 +21,8 @@ from qfair.corpus.store import read_split
 from qfair.models.linears import target_linears
 from qfair.models.load import load_model
 from qfair.params import load_params
-from qfair.quant.apply import WeightSnapshot, apply_in_place
 from qfair.quant.configs import parse_config
+from qfair.quant.methods import WeightSnapshot
 from qfair.scoring.causal import score_items, score_items_one_by_one
 
 MODEL = Path("models/embedded/final")
@@ -69,7 +69,7 @@ def main() -> None:
 
     def in_memory():
         for config in configs:
-            apply_in_place(snapshot, config, input_norms=None)
+            config.apply(snapshot)
             score_items(model, tokenizer, texts, batch_tokens, 1024)
             snapshot.restore()
 
@@ -77,11 +77,11 @@ def main() -> None:
         for config in configs:
             fresh = load_model(MODEL)
             linears = target_linears(fresh, ["lm_head"])
-            apply_in_place(WeightSnapshot(linears), config)
+            config.apply(WeightSnapshot(linears))
             score_items(fresh, tokenizer, texts, batch_tokens, 1024)
 
     # Warm-up (first-call costs of the quantizers and of loading) outside both timings.
-    apply_in_place(snapshot, configs[0])
+    configs[0].apply(snapshot)
     snapshot.restore()
     load_model(MODEL)
     _, t_memory = timed(in_memory)

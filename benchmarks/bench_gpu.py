@@ -47,8 +47,8 @@ from qfair.io import read_jsonl
 from qfair.models.linears import target_linears
 from qfair.models.load import count_parameters
 from qfair.models.throughput import measure_peak, timed
-from qfair.quant.apply import WeightSnapshot, apply_in_place, load_bitsandbytes
 from qfair.quant.configs import parse_config
+from qfair.quant.methods import MethodSettings, SweepContext, WeightSnapshot
 from qfair.quant.sweep_runner import SweepSettings, calibrate
 from qfair.scoring import causal
 from qfair.scoring.causal import encode_items, fused_token_nll_sums, score_items
@@ -73,13 +73,13 @@ def read_split(corpus: Path, split: str) -> dict[str, dict[str, str]]:
 
 def family(name: str) -> str:
     config = parse_config(name)
-    if config.method == "rtn":
+    if config.family == "rtn":
         return "rtn-group" if config.granularity == "group" else "rtn"
-    if config.method == "bnb":
-        return "bnb-int8" if config.bnb_type == "int8" else "bnb-4bit"
-    if config.method == "prune":
-        return f"prune-{config.prior}"
-    return config.method
+    if config.family == "bnb":
+        return "bnb-int8" if config.quant_type == "int8" else "bnb-4bit"
+    if config.family == "prune":
+        return "prune-wanda" if name.startswith("prune-wanda") else "prune-magnitude"
+    return config.family
 
 
 def flores_like_texts(corpus: Path, tokenizer, languages: int, items: int, seed: int,
@@ -354,31 +354,26 @@ def main() -> None:
     calibration, t_calib = timed(lambda: calibrate(model, tokenizer, calib_texts, settings), device)
     languages = sorted(texts_by_lang)
     snapshot = WeightSnapshot(target_linears(model, settings.exclude_modules))
-    weights = torch.ones(len(languages), dtype=torch.float64)
-    norms = calibration.input_norms()
     per_config: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder:
         _, t_save = timed(lambda: model.save_pretrained(folder), device)
+        sweep = SweepContext(
+            model=model, model_path=folder, snapshot=snapshot, calibration=calibration,
+            settings=MethodSettings(), languages=languages,
+            score=lambda scored, langs, name: score_items(
+                scored, tokenizer, [t for lang in langs for t in texts_by_lang[lang].values()], best, 10**6),
+            exclude_modules=settings.exclude_modules, bnb_int8_threshold=6.0, device=device,
+            dtype=str(dtype).removeprefix("torch."))
         for name in TIMED_CONFIGS:
             config = parse_config(name)
-            if smoke and config.method == "bnb" and device.type == "cpu":
+            if smoke and config.family == "bnb" and device.type == "cpu":
                 continue  # bitsandbytes on CPU works but is slow; the smoke run skips it
 
             def one_config(config=config):
-                if config.method == "bnb":
-                    quantized = load_bitsandbytes(folder, config, settings.exclude_modules, 6.0,
-                                                  device=str(device), dtype=str(dtype).removeprefix("torch."))
-                    score_items(quantized, tokenizer, texts, best, 10**6)
-                    del quantized
-                elif config.method == "oracle":
-                    for lang in languages:
-                        apply_in_place(snapshot, config, moments=calibration.select([lang]))
-                        score_items(model, tokenizer, list(texts_by_lang[lang].values()), best, 10**6)
-                else:
-                    apply_in_place(snapshot, config, moments=calibration.select(languages), weights=weights,
-                                   input_norms=norms)
-                    score_items(model, tokenizer, texts, best, 10**6)
-                snapshot.restore()
+                try:
+                    config.run(sweep)  # the sweep's own path: each method's run
+                finally:
+                    snapshot.restore()
 
             per_config[name] = timed(one_config, device)[1]
             if device.type == "cuda":

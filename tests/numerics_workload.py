@@ -26,8 +26,8 @@ from qfair.determinism import deterministic_cpu  # noqa: E402
 from qfair.models.linears import target_linears  # noqa: E402
 from qfair.models.load import build_bloom  # noqa: E402
 from qfair.models.train import TrainConfig, train  # noqa: E402
-from qfair.quant.apply import WeightSnapshot, apply_in_place  # noqa: E402
 from qfair.quant.configs import parse_config  # noqa: E402
+from qfair.quant.methods import WeightSnapshot  # noqa: E402
 from qfair.scoring.causal import TokenItems, bits_per_byte_ci, length_sorted_batches, score_token_batches  # noqa: E402
 
 VOCAB, LANGUAGES, ITEMS = 256, ["a", "b", "c", "d", "e"], 24
@@ -69,7 +69,7 @@ def main() -> None:
 
     full = score()
     snapshot = WeightSnapshot(target_linears(model, ["lm_head"]))
-    apply_in_place(snapshot, parse_config("rtn-w4-ch-sym"))
+    parse_config("rtn-w4-ch-sym").apply(snapshot)
     quantized = score()
     out["nll_full"] = digest(*full.values())
     out["nll_rtn_w4"] = digest(*quantized.values())

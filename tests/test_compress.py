@@ -18,15 +18,10 @@ from qfair.io import write_csv
 from qfair.models.linears import target_linears
 from qfair.models.load import build_bloom
 from qfair.quant import sweep_runner
-from qfair.quant.apply import (
-    WeightSnapshot,
-    apply_in_place,
-    input_second_moments,
-    language_weights,
-)
+from qfair.quant.calibration import input_second_moments
 from qfair.quant.configs import parse_config
+from qfair.quant.methods import Calibration, WeightSnapshot
 from qfair.quant.sweep_runner import (
-    Calibration,
     PartialResults,
     SweepSettings,
     calibrate,
@@ -110,7 +105,7 @@ def test_target_linears_are_the_block_linears(bloom64) -> None:
 
 def test_snapshot_is_a_copy_and_restores_bit_identical(bloom64, snapshot) -> None:
     before = _state(bloom64)
-    apply_in_place(snapshot, parse_config("rtn-w3-ch-sym"))
+    parse_config("rtn-w3-ch-sym").apply(snapshot)
     changed = [n for n in snapshot.linears if not torch.equal(snapshot.linears[n].weight,
                                                                   before[f"{n}.weight"])]
     assert sorted(changed) == sorted(snapshot.linears)
@@ -126,10 +121,10 @@ def test_snapshot_is_a_copy_and_restores_bit_identical(bloom64, snapshot) -> Non
 
 def test_apply_starts_from_the_snapshot_not_the_current_weights(bloom64, snapshot) -> None:
     config = parse_config("rtn-w4-ch-sym")
-    apply_in_place(snapshot, config)
+    config.apply(snapshot)
     once = _state(bloom64)
-    apply_in_place(snapshot, parse_config("rtn-w2-tensor-sym"))
-    apply_in_place(snapshot, config)
+    parse_config("rtn-w2-tensor-sym").apply(snapshot)
+    config.apply(snapshot)
     again = _state(bloom64)
     for key in once:
         assert torch.equal(once[key], again[key]), key
@@ -147,14 +142,11 @@ def _calibration(model, tokenizer, corpus) -> Calibration:
 def test_configs_change_weights_and_keep_shapes(name, bloom64, snapshot, tiny_tokenizer,
                                                 tiny_corpus) -> None:
     config = parse_config(name)
-    extra = {}
-    if config.method in {"laaciq", "prune"}:
+    calibration = None
+    if config.family in {"laaciq", "prune"}:
         calibration = _calibration(bloom64, tiny_tokenizer, tiny_corpus)
-        extra = {"moments": calibration.select(calibration.languages),
-                 "input_norms": calibration.input_norms(),
-                 "weights": language_weights("minimax", calibration.languages, {}, "en")}
-    apply_in_place(snapshot, config, **extra)
-    if config.granularity == "global":  # one threshold: the share holds over all tensors together
+    config.apply(snapshot, calibration)
+    if config.granularity_label == "global":  # one threshold: the share holds over all tensors together
         zeros = sum(int((lin.weight == 0).sum()) for lin in snapshot.linears.values())
         total = sum(w.numel() for w in snapshot.weights.values())
         assert zeros == round(config.sparsity * total)
@@ -168,9 +160,9 @@ def test_configs_change_weights_and_keep_shapes(name, bloom64, snapshot, tiny_to
         assert new.shape == original.shape and new.dtype == original.dtype
         assert torch.isfinite(new).all()
         assert not torch.equal(new, original), layer
-        if config.method == "prune":
+        if config.family == "prune":
             zeros = int((new == 0).sum())
-            if config.granularity != "global":  # per tensor or per row: the share in every tensor
+            if config.granularity_label != "global":  # per tensor or per row: the share in every tensor
                 assert zeros == round(config.sparsity * new.numel()), layer
             kept = new != 0
             assert torch.equal(new[kept], original[kept])
@@ -182,7 +174,7 @@ def test_configs_change_weights_and_keep_shapes(name, bloom64, snapshot, tiny_to
 
 @pytest.mark.parametrize("bits", [2, 3, 4])
 def test_rtn_channel_rows_have_at_most_2_to_the_bits_values(bits, snapshot) -> None:
-    apply_in_place(snapshot, parse_config(f"rtn-w{bits}-ch-sym"))
+    parse_config(f"rtn-w{bits}-ch-sym").apply(snapshot)
     for layer, lin in snapshot.linears.items():
         weight = lin.weight.detach()
         counts = [len(torch.unique(row)) for row in weight]
@@ -239,7 +231,7 @@ def test_calibration_pools_languages(bloom64, tiny_tokenizer, tiny_corpus) -> No
     # Wanda's norm is the root of the summed squares over every calibration token
     pooled = sum(calibration.moments[name][i] * calibration.tokens[i] for i in range(len(LANGS)))
     torch.testing.assert_close(calibration.input_norms()[name], pooled.sqrt())
-    only_hi = calibration.select(["hi_IN"])[name]
+    only_hi = calibration.subset(["hi_IN"]).moments[name]
     torch.testing.assert_close(only_hi, calibration.moments[name][[LANGS.index("hi_IN")]])
 
 
@@ -331,7 +323,7 @@ def test_sweep_fake_quant_rows_match_manual_application(sweep, bloom64, tiny_tok
     items, texts, calibration = sweep["items"], sweep["texts"], sweep["calibration"]
     snap = WeightSnapshot(target_linears(bloom64, EXCLUDE))
     try:
-        apply_in_place(snap, parse_config("prune-wanda-50"), input_norms=calibration.input_norms())
+        parse_config("prune-wanda-50").apply(snap, calibration)
         wanda = items[items["config"] == "prune-wanda-50"]
         for lang, per in texts.items():
             rows = wanda[wanda["language"] == lang].set_index("item_id").loc[list(per)]
@@ -341,7 +333,7 @@ def test_sweep_fake_quant_rows_match_manual_application(sweep, bloom64, tiny_tok
         oracle = items[items["config"] == "oracle-w4-ch"]
         per_language = {}
         for lang, per in texts.items():
-            apply_in_place(snap, parse_config("oracle-w4-ch"), moments=calibration.select([lang]))
+            parse_config("oracle-w4-ch").apply(snap, calibration.subset([lang]))
             rows = oracle[oracle["language"] == lang].set_index("item_id").loc[list(per)]
             scores = score_items(bloom64, tiny_tokenizer, list(per.values()))
             np.testing.assert_allclose(rows["nll"].to_numpy(), scores.nll, rtol=1e-5)

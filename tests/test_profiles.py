@@ -42,7 +42,7 @@ def test_paper_profile_covers_what_the_study_needs() -> None:
     assert len({table[code].family for code in codes}) >= 8
     assert params.model.source == "hub" and params.eval.device == "cuda" and params.eval.dtype == "bfloat16"
     assert set(params.eval.splits) == {"dev", "test"}
-    methods = {parse_config(name).method for name in params.compress.configs}
+    methods = {parse_config(name).family for name in params.compress.configs}
     assert {"rtn", "aciq", "laaciq", "bnb"} <= methods
 
 

@@ -9,7 +9,18 @@ import pytest
 import yaml
 
 from qfair.params import ParamsError, parse_params
-from qfair.quant.configs import CompressionConfig, check_group_sizes, parse_config
+from qfair.quant.configs import check_group_sizes, parse_config
+from qfair.quant.methods import (
+    Aciq,
+    BitsAndBytes,
+    CompressionMethod,
+    LanguageAwareAciq,
+    LanguageOracle,
+    MagnitudePruning,
+    MseClip,
+    RoundToNearest,
+    Wanda,
+)
 
 PARAMS_FILE = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -37,46 +48,55 @@ def test_every_config_of_params_parses(raw) -> None:
     assert len(names) > 40
     parsed = [parse_config(name) for name in names]
     assert [c.name for c in parsed] == names
-    methods = {c.method for c in parsed}
-    assert methods == {"rtn", "aciq", "mse", "laaciq", "oracle", "bnb", "prune"}
+    families = {c.family for c in parsed}
+    assert families == {"rtn", "aciq", "mse", "laaciq", "oracle", "bnb", "prune"}
     for config in parsed:
-        if config.method != "prune":
+        if config.family != "prune":
             assert config.bits is not None and 2 <= config.bits <= 8, config.name
-        assert config.fake_quant == (config.method != "bnb"), config.name
+        assert isinstance(config, CompressionMethod)
 
 
 @pytest.mark.parametrize(("name", "expected"), [
-    ("rtn-w4-g128-asym", CompressionConfig("rtn-w4-g128-asym", "rtn", 4, "group", 128, False)),
-    ("rtn-w8-tensor-sym", CompressionConfig("rtn-w8-tensor-sym", "rtn", 8, "tensor", None, True)),
-    ("rtn-w2-ch-sym", CompressionConfig("rtn-w2-ch-sym", "rtn", 2, "channel", None, True)),
-    ("aciq-mix-w3-ch", CompressionConfig("aciq-mix-w3-ch", "aciq", 3, "channel", prior="mix")),
-    ("mse-w4-g64", CompressionConfig("mse-w4-g64", "mse", 4, "group", 64)),
-    ("laaciq-minimax-w3-ch", CompressionConfig("laaciq-minimax-w3-ch", "laaciq", 3, "channel",
-                                               weighting="minimax")),
-    ("oracle-w4-ch", CompressionConfig("oracle-w4-ch", "oracle", 4, "channel", weighting="own")),
-    ("bnb-nf4-dq", CompressionConfig("bnb-nf4-dq", "bnb", 4, bnb_type="nf4", double_quant=True)),
-    ("bnb-fp4", CompressionConfig("bnb-fp4", "bnb", 4, bnb_type="fp4", double_quant=False)),
-    ("bnb-int8", CompressionConfig("bnb-int8", "bnb", 8, bnb_type="int8")),
-    ("prune-wanda-50", CompressionConfig("prune-wanda-50", "prune", prior="wanda", sparsity=0.5)),
-    ("prune-magnitude-tensor-0", CompressionConfig("prune-magnitude-tensor-0", "prune",
-                                                   granularity="tensor", prior="magnitude", sparsity=0.0)),
-    ("prune-magnitude-global-30", CompressionConfig("prune-magnitude-global-30", "prune",
-                                                    granularity="global", prior="magnitude", sparsity=0.3)),
+    ("rtn-w4-g128-asym", RoundToNearest("rtn-w4-g128-asym", 4, "group", 128, False)),
+    ("rtn-w8-tensor-sym", RoundToNearest("rtn-w8-tensor-sym", 8, "tensor", None, True)),
+    ("rtn-w2-ch-sym", RoundToNearest("rtn-w2-ch-sym", 2, "channel", None, True)),
+    ("aciq-mix-w3-ch", Aciq("aciq-mix-w3-ch", "mix", 3, "channel")),
+    ("mse-w4-g64", MseClip("mse-w4-g64", 4, "group", 64)),
+    ("laaciq-minimax-w3-ch", LanguageAwareAciq("laaciq-minimax-w3-ch", "minimax", 3)),
+    ("oracle-w4-ch", LanguageOracle("oracle-w4-ch", 4)),
+    ("bnb-nf4-dq", BitsAndBytes("bnb-nf4-dq", "nf4", True)),
+    ("bnb-fp4", BitsAndBytes("bnb-fp4", "fp4", False)),
+    ("bnb-int8", BitsAndBytes("bnb-int8", "int8")),
+    ("prune-wanda-50", Wanda("prune-wanda-50", 0.5)),
+    ("prune-magnitude-tensor-0", MagnitudePruning("prune-magnitude-tensor-0", "tensor", 0.0)),
+    ("prune-magnitude-global-30", MagnitudePruning("prune-magnitude-global-30", "global", 0.3)),
 ])
-def test_specific_parses(name: str, expected: CompressionConfig) -> None:
+def test_specific_parses(name: str, expected: CompressionMethod) -> None:
     assert parse_config(name) == expected
 
 
-def test_specific_fields() -> None:
-    rtn = parse_config("rtn-w4-g128-asym")
-    assert (rtn.group_size, rtn.symmetric, rtn.granularity, rtn.bits) == (128, False, "group", 4)
-    nf4 = parse_config("bnb-nf4-dq")
-    assert (nf4.bnb_type, nf4.double_quant, nf4.fake_quant) == ("nf4", True, False)
-    wanda = parse_config("prune-wanda-50")
-    assert wanda.sparsity == pytest.approx(0.5) and wanda.prior == "wanda" and wanda.fake_quant
-    minimax = parse_config("laaciq-minimax-w3-ch")
-    assert (minimax.method, minimax.weighting, minimax.bits, minimax.granularity) == (
-        "laaciq", "minimax", 3, "channel")
+@pytest.mark.parametrize(("name", "family", "bits", "granularity"), [
+    ("rtn-w4-g128-asym", "rtn", 4, "group128"), ("rtn-w3-tensor-sym", "rtn", 3, "tensor"),
+    ("aciq-laplace-w4-ch", "aciq", 4, "channel"), ("mse-w3-ch", "mse", 3, "channel"),
+    ("laaciq-uniform-w4-ch", "laaciq", 4, "channel"), ("oracle-w3-ch", "oracle", 3, "channel"),
+    ("bnb-int8", "bnb", 8, ""), ("bnb-nf4", "bnb", 4, ""),
+    ("prune-magnitude-global-50", "prune", None, "global"), ("prune-wanda-50", "prune", None, ""),
+])
+def test_report_fields(name: str, family: str, bits: int | None, granularity: str) -> None:
+    """What the sweep's tables show in the method, bits and granularity columns."""
+    config = parse_config(name)
+    assert (config.family, config.bits, config.granularity_label) == (family, bits, granularity)
+
+
+def test_only_laaciq_resource_needs_every_share() -> None:
+    needs = [n for n in ("laaciq-resource-w4-ch", "laaciq-uniform-w4-ch", "oracle-w4-ch", "rtn-w4-ch-sym")
+             if parse_config(n).needs_resource_shares]
+    assert needs == ["laaciq-resource-w4-ch"]
+
+
+def test_bitsandbytes_cannot_rewrite_weights_in_place() -> None:
+    with pytest.raises(ValueError, match="real quantization"):
+        parse_config("bnb-nf4").apply(None)
 
 
 @pytest.mark.parametrize("name", [
@@ -220,3 +240,17 @@ def test_params_reject_duplicate_hypothesis_ids(raw) -> None:
     _rule(data, "EXP-008")["id"] = "EXP-007"
     message = _params_error(data)
     assert "ids must be unique" in message
+
+
+def test_every_registered_method_says_its_report_fields() -> None:
+    """The base class cannot declare bits and group_size (dataclass field order), so each method
+    must: as a field or a class constant."""
+    import dataclasses
+
+    from qfair.quant.methods.base import REGISTRY
+
+    for method in REGISTRY:
+        fields = {f.name for f in dataclasses.fields(method)}
+        for attribute in ("bits", "group_size"):
+            assert attribute in fields or hasattr(method, attribute), (method.__name__, attribute)
+        assert isinstance(method.family, str) and isinstance(method.pattern, str), method.__name__

@@ -12,7 +12,6 @@ from qfair.analysis.disparity import (
     rel_degradation_matrix,
     threshold_bits,
 )
-from qfair.quant.configs import CompressionConfig
 
 
 def nll_matrix(items: pd.DataFrame, config: str, languages: list[str]) -> np.ndarray:
@@ -24,21 +23,12 @@ def nll_matrix(items: pd.DataFrame, config: str, languages: list[str]) -> np.nda
     return np.stack(rows)
 
 
-def granularity_label(config: CompressionConfig) -> str:
-    """The ``granularity`` column: tensor, channel, ``group<size>`` (e.g. group128), or empty.
-
-    Group configs carry their size, so B* and the disparity-vs-bits curves never mix sizes.
-    """
-    if config.granularity == "group":
-        return f"group{config.group_size}"
-    return config.granularity or ""
-
-
-def per_language_table(items: pd.DataFrame, configs: list[CompressionConfig], languages: list[str],
+def per_language_table(items: pd.DataFrame, configs: list, languages: list[str],
                        resource_level: dict[str, float], resamples: int, confidence: float,
                        seed: int, method: str = "BCa") -> pd.DataFrame:
     """One row per (config, language): NLL, relative degradation with its paired-bootstrap CI,
-    delta nats/item."""
+    delta nats/item. ``configs`` are parsed configs (qfair.quant.methods: name, family, bits,
+    granularity_label), not imported here so the analysis stages do not depend on the quantizers."""
     fp = nll_matrix(items, "fp", languages)
     rows = []
     for config in configs:
@@ -47,8 +37,8 @@ def per_language_table(items: pd.DataFrame, configs: list[CompressionConfig], la
         for index, lang in enumerate(languages):
             low, high = language_rel_degradation_ci(fp[index], q[index], resamples, confidence, seed, method)
             rows.append({
-                "config": config.name, "method": config.method, "bits": config.bits or 0,
-                "granularity": granularity_label(config), "language": lang,
+                "config": config.name, "method": config.family, "bits": config.bits or 0,
+                "granularity": config.granularity_label, "language": lang,
                 "resource_level": resource_level[lang], "nll_fp": fp[index].sum(),
                 "nll_q": q[index].sum(), "rel_degradation": rel[index],
                 "rel_degradation_ci_low": low, "rel_degradation_ci_high": high,
@@ -57,7 +47,7 @@ def per_language_table(items: pd.DataFrame, configs: list[CompressionConfig], la
     return pd.DataFrame(rows)
 
 
-def disparity_table(items: pd.DataFrame, configs: list[CompressionConfig], languages: list[str],
+def disparity_table(items: pd.DataFrame, configs: list, languages: list[str],
                     resource_level: dict[str, float], resamples: int, confidence: float,
                     seed: int, method: str = "BCa") -> pd.DataFrame:
     fp = nll_matrix(items, "fp", languages)
@@ -67,8 +57,8 @@ def disparity_table(items: pd.DataFrame, configs: list[CompressionConfig], langu
         q = nll_matrix(items, config.name, languages)
         rel = rel_degradation_matrix(fp, q)
         stats = disparity(fp, q, levels, resamples, confidence, seed, method)
-        rows.append({"config": config.name, "method": config.method, "bits": config.bits or 0,
-                     "granularity": granularity_label(config),
+        rows.append({"config": config.name, "method": config.family, "bits": config.bits or 0,
+                     "granularity": config.granularity_label,
                      "worst_language": languages[int(np.argmax(rel))], **stats})
     return pd.DataFrame(rows)
 

@@ -40,6 +40,7 @@ input dtype.  Units whose scale is zero (all-zero units, or ``clip == 0``) dequa
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 
 import torch
 
@@ -129,10 +130,24 @@ def clip_to_units(
     return c
 
 
-def quantize_units(
-    units: torch.Tensor, bits: int, symmetric: bool = True, clip: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Fake-quantize each unit (last axis) of a ``[R, G, n]`` tensor; see the module docstring.
+@dataclass(frozen=True)
+class Grid:
+    """One quantization grid per unit (``[R, G, 1]`` tensors): what GPTQ fixes before it rounds.
+
+    Symmetric: ``flip`` (which side gets the extra level) and ``scale``; asymmetric: ``zero`` and
+    ``scale``. :func:`round_to_grid` rounds any values of matching units onto it.
+    """
+
+    bits: int
+    symmetric: bool
+    scale: torch.Tensor
+    flip: torch.Tensor | None = None
+    zero: torch.Tensor | None = None
+
+
+def unit_grid(units: torch.Tensor, bits: int, symmetric: bool = True,
+              clip: torch.Tensor | None = None) -> Grid:
+    """The grid of each unit (last axis) of a ``[R, G, n]`` tensor; see the module docstring.
 
     ``clip`` is ``None`` (absmax / min-max range) or a ``[R, G, 1]`` tensor of non-negative
     clipping values.  No validation here: callers (``quantize_rtn``) validate.
@@ -145,9 +160,7 @@ def quantize_units(
         sgn = torch.sign(units.gather(-1, mag.argmax(-1, keepdim=True)))
         flip = torch.where(sgn == 0, -1.0, -sgn).to(units.dtype)  # maps the extreme to -half
         scale = alpha / half  # power-of-two division: exact, which makes RTN idempotent
-        safe = torch.where(scale > 0, scale, torch.ones_like(scale))  # zero units: no 0/0
-        q = torch.clamp(torch.round(flip * units / safe), -half, half - 1)
-        return flip * q * scale  # scale == 0 gives exact zeros
+        return Grid(bits, True, scale, flip=flip)
     n_levels = 2**bits - 1
     lo = units.amin(-1, keepdim=True).clamp(max=0.0)
     hi = units.amax(-1, keepdim=True).clamp(min=0.0)
@@ -158,8 +171,26 @@ def quantize_units(
     scale = (hi - lo) / n_levels
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     zero = torch.clamp(torch.round(-lo / safe), 0, n_levels)
-    q = torch.clamp(torch.round(units / safe) + zero, 0, n_levels)
-    return (q - zero) * scale
+    return Grid(bits, False, scale, zero=zero)
+
+
+def round_to_grid(values: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Dequantized ``values`` (``[R, G, m]``, broadcast against the grid's ``[R, G, 1]``)."""
+    safe = torch.where(grid.scale > 0, grid.scale, torch.ones_like(grid.scale))  # zero units: no 0/0
+    if grid.symmetric:
+        half = 2 ** (grid.bits - 1)
+        q = torch.clamp(torch.round(grid.flip * values / safe), -half, half - 1)
+        return grid.flip * q * grid.scale  # scale == 0 gives exact zeros
+    n_levels = 2**grid.bits - 1
+    q = torch.clamp(torch.round(values / safe) + grid.zero, 0, n_levels)
+    return (q - grid.zero) * grid.scale
+
+
+def quantize_units(
+    units: torch.Tensor, bits: int, symmetric: bool = True, clip: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Fake-quantize each unit (last axis) of a ``[R, G, n]`` tensor onto its own grid."""
+    return round_to_grid(units, unit_grid(units, bits, symmetric, clip))
 
 
 def quantize_rtn(

@@ -31,14 +31,9 @@ from qfair.analysis.resource import ResourceLevels, resource_levels
 from qfair.analysis.sweep import disparity_table, per_language_table, threshold_table
 from qfair.io import atomic_path, sha256_file
 from qfair.models.linears import target_linears
-from qfair.quant.apply import (
-    WeightSnapshot,
-    apply_in_place,
-    input_second_moments,
-    language_weights,
-    load_bitsandbytes,
-)
+from qfair.quant.calibration import input_second_moments
 from qfair.quant.configs import CompressionConfig, check_group_sizes, parse_config
+from qfair.quant.methods import Calibration, MethodSettings, SweepContext, WeightSnapshot
 from qfair.scoring.causal import model_device, score_items
 
 Texts = dict[str, dict[str, str]]  # language -> item id -> text
@@ -52,23 +47,6 @@ class SweepSettings:
     batch_tokens: int
     max_tokens: int
     reference_language: str
-
-
-@dataclass
-class Calibration:
-    """Per-language input second moments of every target layer, from calibration text."""
-
-    languages: list[str]
-    moments: dict[str, torch.Tensor]  # layer -> [languages, in_features]
-    tokens: torch.Tensor  # [languages] calibration tokens per language
-
-    def input_norms(self) -> dict[str, torch.Tensor]:
-        """Wanda's ``||x_j||`` over all calibration tokens of all languages."""
-        return {name: (m * self.tokens[:, None]).sum(0).sqrt() for name, m in self.moments.items()}
-
-    def select(self, languages: list[str]) -> dict[str, torch.Tensor]:
-        index = [self.languages.index(lang) for lang in languages]
-        return {name: m[index] for name, m in self.moments.items()}
 
 
 def calibrate(model: torch.nn.Module, tokenizer, texts: Texts, settings: SweepSettings) -> Calibration:
@@ -208,9 +186,9 @@ def run_sweep(model: torch.nn.Module, model_path: Path, tokenizer, configs: list
               settings: SweepSettings, partial: Path | None = None) -> pd.DataFrame:
     """Per-item NLL of the full-precision model (config ``fp``) and of every config.
 
-    Fake-quant configs are applied in place from a snapshot and undone afterwards; the oracle
-    quantizes once per language with that language's statistics alone and scores only it.
-    Everything runs on the model's device and dtype: bitsandbytes configs are loaded there too.
+    Each config runs through its method's ``run`` (qfair.quant.methods): fake-quant methods rewrite
+    the weights in place and the snapshot undoes it afterwards; the oracle quantizes once per
+    language and scores only it; bitsandbytes loads a quantized copy on the model's device and dtype.
     With ``partial`` (a folder), each config's rows are stored there as they are scored, and a
     config already stored under the same fingerprint is read back instead of scored again.
     """
@@ -221,33 +199,18 @@ def run_sweep(model: torch.nn.Module, model_path: Path, tokenizer, configs: list
         store = PartialResults(partial, sweep_fingerprint(
             model_path, dtype, device.type, texts, calibration, resource_share, settings))
     snapshot = WeightSnapshot(target_linears(model, settings.exclude_modules))
-    norms = calibration.input_norms()
+    sweep = SweepContext(
+        model=model, model_path=model_path, snapshot=snapshot, calibration=calibration,
+        settings=MethodSettings(settings.laaciq_prior, settings.reference_language, resource_share),
+        languages=languages,
+        score=lambda scored, langs, name: _score(scored, tokenizer, texts, langs, settings, name),
+        exclude_modules=settings.exclude_modules, bnb_int8_threshold=settings.bnb_int8_threshold,
+        device=device, dtype=dtype)
 
     def score_config(config: CompressionConfig | None) -> list[pd.DataFrame]:
         if config is None:
             return [_score(model, tokenizer, texts, languages, settings, "fp")]
-        if config.method == "bnb":
-            quantized = load_bitsandbytes(model_path, config, settings.exclude_modules,
-                                          settings.bnb_int8_threshold, device=str(device), dtype=dtype)
-            frames = [_score(quantized, tokenizer, texts, languages, settings, config.name)]
-            del quantized
-            if device.type == "cuda":
-                torch.cuda.empty_cache()  # the quantized copy's memory goes back before the next config
-            return frames
-        if config.method == "oracle":
-            frames = []
-            for lang in languages:
-                apply_in_place(snapshot, config, moments=calibration.select([lang]),
-                               laaciq_prior=settings.laaciq_prior)
-                frames.append(_score(model, tokenizer, texts, [lang], settings, config.name))
-            return frames
-        weights = None
-        if config.method == "laaciq":
-            weights = language_weights(config.weighting, calibration.languages, resource_share,
-                                       settings.reference_language)
-        apply_in_place(snapshot, config, moments=calibration.select(calibration.languages),
-                       weights=weights, input_norms=norms, laaciq_prior=settings.laaciq_prior)
-        return [_score(model, tokenizer, texts, languages, settings, config.name)]
+        return config.run(sweep)
 
     frames: list[pd.DataFrame] = []
     resumed = 0
@@ -296,7 +259,7 @@ def check_sweepable(kind: str, model_name: str, configs: list[CompressionConfig]
         raise ValueError(f"model.name: {model_name!r} is a masked LM; the compression sweep scores "
                          "causal likelihoods only (evaluate it with the evaluate stage, which uses "
                          "pseudo-log-likelihood), or pick a causal_lm from qfair/registry/models.yaml")
-    resource = [c.name for c in configs if c.method == "laaciq" and c.weighting == "resource"]
+    resource = [c.name for c in configs if c.needs_resource_shares]
     if resource and not levels.complete:
         levels.require_shares(levels.languages, f"compress.configs {resource} (LA-ACIQ resource weighting)")
     return {lang: levels.share[lang] for lang in levels.languages if lang in levels.share}

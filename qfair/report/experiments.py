@@ -220,7 +220,7 @@ CATALOGUE: tuple[Experiment, ...] = (
         hypotheses=("REAL-001",),
         stages=("compress_sweep", "mechanisms"),
         functions=(
-            "qfair.quant.apply.load_bitsandbytes",
+            "qfair.quant.methods.bitsandbytes.load_bitsandbytes",
             "qfair.analysis.ledger.evaluate_ledger",
         ),
         outputs=(

@@ -28,7 +28,6 @@ import yaml
 from qfair.analysis.ledger import REL_PREFIX
 from qfair.params import Params
 from qfair.quant.aciq import optimal_clip_ratio
-from qfair.quant.configs import parse_config
 from qfair.report.latex import ABSENT, escape, fmt, fmt_ci, fmt_int, fmt_pct, fmt_sig
 from qfair.report.results import Results
 from qfair.report.tables import CLIPPING_CONFIGS, HEADLINE_CONFIGS
@@ -352,7 +351,8 @@ def _narrative(results: Results, params: Params) -> dict[str, str]:
     rule = next((r for r in params.hypotheses if r.kind == "laaciq_vs_aciq"), None)
     oracle_gain = None
     if rule is not None:
-        oracle = f"oracle-w{parse_config(rule.treatment).bits}-ch"
+        widths = results.disparity.set_index("config")["bits"]  # the sweep's table names each width
+        oracle = f"oracle-w{widths.get(rule.treatment)}-ch"
         if {oracle, rule.baseline} <= set(rows.index):
             oracle_gain = 1 - rows[oracle] / rows[rule.baseline]
     if rule is not None and verdicts.get(rule.id) == "SUPPORTED":

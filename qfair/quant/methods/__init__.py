@@ -1,0 +1,23 @@
+"""Compression methods, one class each behind :class:`~qfair.quant.methods.base.CompressionMethod`.
+
+Importing this package registers every method's names with :func:`qfair.quant.configs.parse_config`.
+"""
+
+from qfair.quant.methods.base import (
+    Calibration,
+    CompressionMethod,
+    MethodSettings,
+    SweepContext,
+    WeightSnapshot,
+)
+from qfair.quant.methods.bitsandbytes import BitsAndBytes
+from qfair.quant.methods.language_aware import LanguageAwareAciq, LanguageOracle, language_weights
+from qfair.quant.methods.pruning import MagnitudePruning, Wanda
+from qfair.quant.methods.rounding import Aciq, MseClip, RoundToNearest
+
+__all__ = [
+    "Aciq", "BitsAndBytes", "Calibration", "CompressionMethod", "LanguageAwareAciq", "LanguageOracle",
+    "MagnitudePruning", "MethodSettings", "MseClip", "RoundToNearest", "SweepContext", "Wanda",
+    "WeightSnapshot",
+    "language_weights",
+]

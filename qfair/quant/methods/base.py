@@ -1,0 +1,170 @@
+"""The one interface every compression method implements, and the registry of config names.
+
+A method is a frozen dataclass parsed from a stable name (``rtn-w4-ch-sym``): the class says
+which names it owns (``pattern``), how to read its fields from one (``parse``), what the report
+calls it (``family``, ``bits``, ``granularity_label``), and how it compresses a model. Most
+methods rewrite each Linear weight from the full-precision snapshot (:meth:`compress_weight`);
+a method that must do more (all tensors at once, one model per language, a real quantized model
+loaded from disk) overrides :meth:`apply` or :meth:`run`. Adding a method is one new class here;
+nothing else dispatches on the family (docs/quantization.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import pandas as pd
+import torch
+from torch import nn
+
+
+class WeightSnapshot:
+    """A copy of the target weights as loaded, on their device, restored after each config."""
+
+    def __init__(self, linears: dict[str, nn.Linear]) -> None:
+        self.linears = linears
+        self.weights = {name: lin.weight.detach().clone() for name, lin in linears.items()}
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for name, lin in self.linears.items():
+            lin.weight.copy_(self.weights[name])
+
+
+@dataclass
+class Calibration:
+    """Per-language input second moments of every target layer, from calibration text."""
+
+    languages: list[str]
+    moments: dict[str, torch.Tensor]  # layer -> [languages, in_features]
+    tokens: torch.Tensor  # [languages] calibration tokens per language
+
+    def input_norms(self) -> dict[str, torch.Tensor]:
+        """Wanda's ``||x_j||`` over all calibration tokens of all languages."""
+        return {name: (m * self.tokens[:, None]).sum(0).sqrt() for name, m in self.moments.items()}
+
+    def subset(self, languages: list[str]) -> Calibration:
+        """The statistics of ``languages`` alone (the oracle calibrates on one language)."""
+        index = [self.languages.index(lang) for lang in languages]
+        return Calibration(list(languages), {name: m[index] for name, m in self.moments.items()},
+                           self.tokens[index])
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """What some methods read beyond their name: params' compress/corpus settings and the corpus'
+    resource shares (LA-ACIQ's resource weighting)."""
+
+    laaciq_prior: str = "laplace"
+    reference_language: str = "en"
+    resource_share: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SweepContext:
+    """What a method's :meth:`CompressionMethod.run` may use: the in-memory model, its snapshot and
+    saved folder, the calibration, and ``score(model, languages, config_name)`` (one frame)."""
+
+    model: torch.nn.Module
+    model_path: object  # Path of the saved model (bitsandbytes loads it again)
+    snapshot: WeightSnapshot
+    calibration: Calibration
+    settings: MethodSettings
+    languages: list[str]
+    score: Callable[[torch.nn.Module, list[str], str], pd.DataFrame]
+    exclude_modules: list[str]
+    bnb_int8_threshold: float
+    device: torch.device
+    dtype: str
+
+
+@dataclass(frozen=True)
+class CompressionMethod:
+    """A parsed config: its stable ``name`` and the fields of its family."""
+
+    name: str
+    family: ClassVar[str]  # the ``method`` column of the sweep's tables
+    pattern: ClassVar[str]  # the names this class owns (a regex, anchored at both ends)
+
+    @classmethod
+    def parse(cls, name: str, match: re.Match[str]) -> CompressionMethod:
+        raise NotImplementedError
+
+    # Every method also says its ``bits`` and ``group_size`` (None where they do not apply), as
+    # fields or class constants. They are not declared here: a subclass field would then keep the
+    # base's position among the fields, ahead of fields without a default.
+    needs_resource_shares: ClassVar[bool] = False  # every language's share (params-checked early)
+
+    @property
+    def granularity_label(self) -> str:
+        """The ``granularity`` column: tensor, channel, ``group<size>``, global, or empty."""
+        return ""
+
+    def compress_weight(self, name: str, weight: torch.Tensor, calibration: Calibration | None,
+                        settings: MethodSettings) -> torch.Tensor:
+        """The compressed (dequantized or pruned) version of one Linear weight."""
+        raise NotImplementedError(f"{type(self).__name__} does not compress tensor by tensor")
+
+    @torch.no_grad()
+    def apply(self, snapshot: WeightSnapshot, calibration: Calibration | None = None,
+              settings: MethodSettings | None = None) -> None:
+        """Overwrite every target weight with its compressed version, starting from the snapshot."""
+        settings = settings or MethodSettings()
+        for name, lin in snapshot.linears.items():
+            new = self.compress_weight(name, snapshot.weights[name], calibration, settings)
+            if not torch.isfinite(new).all():
+                raise FloatingPointError(f"config {self.name!r} produced non-finite weights in {name}")
+            lin.weight.copy_(new)
+
+    def run(self, sweep: SweepContext) -> list[pd.DataFrame]:
+        """Per-item rows of this config in the sweep: compress in place, score every language.
+
+        The sweep restores the snapshot afterwards, whatever happens here.
+        """
+        self.apply(sweep.snapshot, sweep.calibration, sweep.settings)
+        return [sweep.score(sweep.model, sweep.languages, self.name)]
+
+
+REGISTRY: list[type[CompressionMethod]] = []
+
+
+def register(cls: type[CompressionMethod]) -> type[CompressionMethod]:
+    """Class decorator: the class parses the names its ``pattern`` matches."""
+    REGISTRY.append(cls)
+    return cls
+
+
+def number(text: str, field: str) -> int:
+    """An integer written without leading zeros, so each config has exactly one name."""
+    if len(text) > 1 and text.startswith("0"):
+        raise ValueError(f"{field} {text!r} has a leading zero")
+    return int(text)
+
+
+def bit_width(text: str) -> int:
+    bits = number(text, "bits")
+    if not 2 <= bits <= 8:
+        raise ValueError(f"bits {bits} outside 2-8")
+    return bits
+
+
+def granularity(text: str) -> tuple[str, int | None]:
+    """``tensor``, ``ch`` or ``g<N>`` -> (tensor | channel | group, group size)."""
+    if text == "tensor":
+        return "tensor", None
+    if text == "ch":
+        return "channel", None
+    size = number(text[1:], "group size")
+    if size < 1:
+        raise ValueError(f"group size {size} must be positive")
+    return "group", size
+
+
+def label(granularity_name: str | None, group_size: int | None) -> str:
+    """Group configs carry their size (B* and the curves never mix sizes)."""
+    if granularity_name == "group":
+        return f"group{group_size}"
+    return granularity_name or ""
