@@ -37,7 +37,7 @@ KINDS = ("self_attention.query_key_value", "self_attention.dense", "mlp.dense_h_
 LANGS = ["en", "hi_IN", "zh_Hans"]
 N_ITEMS = 5
 SWEEP_CONFIGS = ["rtn-w8-ch-sym", "rtn-w2-tensor-sym", "laaciq-uniform-w4-ch", "oracle-w4-ch",
-                 "bnb-int8", "bnb-nf4", "prune-wanda-50"]
+                 "bnb-int8", "bnb-nf4", "prune-wanda-50", "gptq-w4-ch-oracle", "lagptq-w3-g32-minimax-act"]
 SETTINGS = SweepSettings(exclude_modules=EXCLUDE, laaciq_prior="laplace", bnb_int8_threshold=6.0,
                          batch_tokens=256, max_tokens=1024, reference_language="en")
 
@@ -132,18 +132,19 @@ def test_apply_starts_from_the_snapshot_not_the_current_weights(bloom64, snapsho
 
 def _calibration(model, tokenizer, corpus) -> Calibration:
     texts = _parallel(corpus.splits["dev"], LANGS, 8)
-    return calibrate(model, tokenizer, texts, SETTINGS)
+    return calibrate(model, tokenizer, texts, SETTINGS, covariances=True)
 
 
 @pytest.mark.parametrize("name", ["rtn-w4-ch-sym", "rtn-w3-tensor-sym", "rtn-w4-g32-asym",
                                   "aciq-laplace-w4-ch", "mse-w3-ch", "laaciq-minimax-w3-ch",
                                   "prune-magnitude-tensor-50", "prune-magnitude-global-50",
-                                  "prune-wanda-50"])
+                                  "prune-wanda-50", "gptq-w3-ch-uniform", "gptq-w4-g32-reference-act",
+                                  "lagptq-w3-ch-minimax"])
 def test_configs_change_weights_and_keep_shapes(name, bloom64, snapshot, tiny_tokenizer,
                                                 tiny_corpus) -> None:
     config = parse_config(name)
     calibration = None
-    if config.family in {"laaciq", "prune"}:
+    if config.family in {"laaciq", "prune", "gptq", "lagptq"}:
         calibration = _calibration(bloom64, tiny_tokenizer, tiny_corpus)
     config.apply(snapshot, calibration)
     if config.granularity_label == "global":  # one threshold: the share holds over all tensors together
@@ -201,23 +202,30 @@ def _first_qkv_input(model, tokenizer, text: str) -> torch.Tensor:
 def test_input_second_moments_match_a_manual_computation(bloom64, tiny_tokenizer, tiny_corpus) -> None:
     texts = list(tiny_corpus.splits["dev"]["yo"].values())[:6]
     linears = target_linears(bloom64, EXCLUDE)
-    moments, count = input_second_moments(bloom64, linears, tiny_tokenizer, texts, 10**6, 1024)
+    moments, count, none = input_second_moments(bloom64, linears, tiny_tokenizer, texts, 10**6, 1024)
     inputs = torch.cat([_first_qkv_input(bloom64, tiny_tokenizer, t) for t in texts])
-    assert count == inputs.shape[0]
+    assert count == inputs.shape[0] and none is None
     expected = inputs.square().mean(dim=0)
     got = moments["transformer.h.0.self_attention.query_key_value"]
     assert got.dtype == torch.float64 and got.shape == (64,)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=0)
     assert set(moments) == set(linears)
     assert moments["transformer.h.1.mlp.dense_4h_to_h"].shape == (256,)
+    again, _, covariances = input_second_moments(bloom64, linears, tiny_tokenizer, texts, 10**6, 1024,
+                                                 covariances=True)
+    for name in linears:  # asking for covariances leaves the moments bit-identical
+        assert torch.equal(again[name], moments[name])
+    covariance = covariances["transformer.h.0.self_attention.query_key_value"]
+    torch.testing.assert_close(covariance, inputs.T @ inputs / count, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(torch.diagonal(covariance), got, rtol=1e-9, atol=0)
 
 
 def test_input_second_moments_ignore_padding(bloom64, tiny_tokenizer, tiny_corpus) -> None:
     texts = list(tiny_corpus.splits["dev"]["zh_Hans"].values())[:8]
     texts.append(" ".join(texts))  # one long item, so every other item is padded a lot
     linears = target_linears(bloom64, EXCLUDE)
-    batched, n_batched = input_second_moments(bloom64, linears, tiny_tokenizer, texts, 10**6, 1024)
-    single, n_single = input_second_moments(bloom64, linears, tiny_tokenizer, texts, 1, 1024)
+    batched, n_batched, _ = input_second_moments(bloom64, linears, tiny_tokenizer, texts, 10**6, 1024)
+    single, n_single, _ = input_second_moments(bloom64, linears, tiny_tokenizer, texts, 1, 1024)
     assert n_batched == n_single
     for name in linears:
         torch.testing.assert_close(batched[name], single[name], rtol=1e-6, atol=0, msg=name)
@@ -489,3 +497,57 @@ def test_layer_input_widths_from_the_config_alone(tmp_path) -> None:
                         bos_token_id=1, eos_token_id=2, pad_token_id=0, seed=0)
     model.config.save_pretrained(str(tmp_path))  # no weights: only config.json
     assert layer_input_widths(tmp_path, EXCLUDE) == {64, 256}
+
+
+# --- GPTQ on the model (the algorithm itself: tests/test_gptq.py) ------------------------------
+
+
+def test_gptq_beats_rtn_on_each_layers_objective(bloom64, snapshot, tiny_tokenizer, tiny_corpus) -> None:
+    from qfair.quant.gptq import layer_error
+    from qfair.quant.methods.gptq import calibration_weights, weighted_hessian
+    from qfair.quant.rtn import quantize_rtn
+
+    calibration = _calibration(bloom64, tiny_tokenizer, tiny_corpus)
+    config = parse_config("gptq-w3-ch-uniform")
+    config.apply(snapshot, calibration)
+    weights = calibration_weights("uniform", calibration, sweep_runner.MethodSettings())
+    torch.testing.assert_close(weights, calibration.tokens)  # pooled items: weighted by token count
+    for name, lin in snapshot.linears.items():
+        original = snapshot.weights[name]
+        hessian = weighted_hessian(calibration.covariances[name], weights)
+        rtn = quantize_rtn(original, 3, "channel")
+        assert layer_error(original, lin.weight.detach(), hessian) < layer_error(original, rtn, hessian), name
+
+
+def test_calibration_sets_weigh_the_languages(bloom64, tiny_tokenizer, tiny_corpus) -> None:
+    from qfair.quant.methods import MethodSettings
+    from qfair.quant.methods.gptq import calibration_weights
+
+    calibration = _calibration(bloom64, tiny_tokenizer, tiny_corpus)
+    settings = MethodSettings(reference_language="hi_IN", resource_share={"en": 0.6, "hi_IN": 0.3,
+                                                                           "zh_Hans": 0.1})
+    assert calibration_weights("reference", calibration, settings).tolist() == [0.0, 1.0, 0.0]
+    assert calibration_weights("mix", calibration, settings).tolist() == [0.6, 0.3, 0.1]
+    with pytest.raises(ValueError, match="'xx' has no calibration statistics"):
+        calibration_weights("reference", calibration, MethodSettings(reference_language="xx"))
+    with pytest.raises(ValueError, match="needs per-language input covariances"):
+        parse_config("gptq-w4-ch-uniform").apply(WeightSnapshot(target_linears(bloom64, EXCLUDE)),
+                                                 calibrate(bloom64, tiny_tokenizer,
+                                                           _parallel(tiny_corpus.splits["dev"], LANGS, 2),
+                                                           SETTINGS))
+
+
+def test_lagptq_minimax_lowers_the_worst_languages_error(bloom64, snapshot, tiny_tokenizer,
+                                                         tiny_corpus) -> None:
+    from qfair.quant.methods.gptq import relative_errors
+
+    calibration = _calibration(bloom64, tiny_tokenizer, tiny_corpus)
+    worst = {}
+    for weighting in ("uniform", "minimax"):
+        parse_config(f"lagptq-w3-ch-{weighting}").apply(snapshot, calibration)
+        worst[weighting] = {name: float(relative_errors(snapshot.weights[name], lin.weight.detach(),
+                                                        calibration.covariances[name]).max())
+                            for name, lin in snapshot.linears.items()}
+        snapshot.restore()
+    assert all(worst["minimax"][n] <= worst["uniform"][n] for n in worst["uniform"])
+    assert any(worst["minimax"][n] < worst["uniform"][n] for n in worst["uniform"])

@@ -49,17 +49,23 @@ class SweepSettings:
     reference_language: str
 
 
-def calibrate(model: torch.nn.Module, tokenizer, texts: Texts, settings: SweepSettings) -> Calibration:
+def calibrate(model: torch.nn.Module, tokenizer, texts: Texts, settings: SweepSettings,
+              covariances: bool = False) -> Calibration:
+    """Per-language input statistics of every target layer (with ``covariances``: GPTQ's too)."""
     linears = target_linears(model, settings.exclude_modules)
     languages = sorted(texts)
-    per_language, tokens = [], []
+    per_language, tokens, outer = [], [], []
     for lang in tqdm(languages, desc="calibrate", mininterval=2):
-        moments, count = input_second_moments(model, linears, tokenizer, list(texts[lang].values()),
-                                              settings.batch_tokens, settings.max_tokens)
+        moments, count, covariance = input_second_moments(
+            model, linears, tokenizer, list(texts[lang].values()), settings.batch_tokens,
+            settings.max_tokens, covariances)
         per_language.append(moments)
         tokens.append(count)
+        outer.append(covariance)
     stacked = {name: torch.stack([m[name] for m in per_language]) for name in linears}
-    return Calibration(languages, stacked, torch.tensor(tokens, dtype=torch.float64))
+    return Calibration(languages, stacked, torch.tensor(tokens, dtype=torch.float64),
+                       {name: torch.stack([c[name] for c in outer]) for name in linears}
+                       if covariances else None)
 
 
 def _dtype_name(model: torch.nn.Module) -> str:
@@ -305,7 +311,8 @@ def compress_sweep(params, corpus: Path, model_dir: Path, partial: Path | None =
     settings = SweepSettings(cp.exclude_modules, cp.laaciq_prior, cp.bnb_int8_threshold,
                              params.eval.batch_tokens, params.eval.max_tokens,
                              params.corpus.reference_language)
-    calibration = calibrate(model, tokenizer, calibration_texts, settings)
+    calibration = calibrate(model, tokenizer, calibration_texts, settings,
+                            covariances=any(c.needs_covariances for c in configs))
     items = run_sweep(model, model_dir, tokenizer, configs, texts, calibration, share, settings,
                       partial=partial)
     return SweepRun(items, configs, texts, levels, time.perf_counter() - started)

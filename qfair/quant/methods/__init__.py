@@ -11,12 +11,14 @@ from qfair.quant.methods.base import (
     WeightSnapshot,
 )
 from qfair.quant.methods.bitsandbytes import BitsAndBytes
+from qfair.quant.methods.gptq import Gptq, LanguageAwareGptq
 from qfair.quant.methods.language_aware import LanguageAwareAciq, LanguageOracle, language_weights
 from qfair.quant.methods.pruning import MagnitudePruning, Wanda
 from qfair.quant.methods.rounding import Aciq, MseClip, RoundToNearest
 
 __all__ = [
-    "Aciq", "BitsAndBytes", "Calibration", "CompressionMethod", "LanguageAwareAciq", "LanguageOracle",
+    "Aciq", "BitsAndBytes", "Calibration", "CompressionMethod", "Gptq", "LanguageAwareAciq",
+    "LanguageAwareGptq", "LanguageOracle",
     "MagnitudePruning", "MethodSettings", "MseClip", "RoundToNearest", "SweepContext", "Wanda",
     "WeightSnapshot",
     "language_weights",

@@ -41,6 +41,7 @@ class Calibration:
     languages: list[str]
     moments: dict[str, torch.Tensor]  # layer -> [languages, in_features]
     tokens: torch.Tensor  # [languages] calibration tokens per language
+    covariances: dict[str, torch.Tensor] | None = None  # layer -> [languages, in, in]: E[x x^T]
 
     def input_norms(self) -> dict[str, torch.Tensor]:
         """Wanda's ``||x_j||`` over all calibration tokens of all languages."""
@@ -49,8 +50,10 @@ class Calibration:
     def subset(self, languages: list[str]) -> Calibration:
         """The statistics of ``languages`` alone (the oracle calibrates on one language)."""
         index = [self.languages.index(lang) for lang in languages]
+        covariances = (None if self.covariances is None
+                       else {name: c[index] for name, c in self.covariances.items()})
         return Calibration(list(languages), {name: m[index] for name, m in self.moments.items()},
-                           self.tokens[index])
+                           self.tokens[index], covariances)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class CompressionMethod:
     # fields or class constants. They are not declared here: a subclass field would then keep the
     # base's position among the fields, ahead of fields without a default.
     needs_resource_shares: ClassVar[bool] = False  # every language's share (params-checked early)
+    needs_covariances: ClassVar[bool] = False  # calibration measures E[x x^T] per layer and language
 
     @property
     def granularity_label(self) -> str:
@@ -126,6 +130,15 @@ class CompressionMethod:
         """
         self.apply(sweep.snapshot, sweep.calibration, sweep.settings)
         return [sweep.score(sweep.model, sweep.languages, self.name)]
+
+
+def run_per_language(method: CompressionMethod, sweep: SweepContext) -> list[pd.DataFrame]:
+    """An oracle's rows: one model per language, calibrated on it alone and scored on it alone."""
+    frames = []
+    for lang in sweep.languages:
+        method.apply(sweep.snapshot, sweep.calibration.subset([lang]), sweep.settings)
+        frames.append(sweep.score(sweep.model, [lang], method.name))
+    return frames
 
 
 REGISTRY: list[type[CompressionMethod]] = []

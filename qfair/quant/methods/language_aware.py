@@ -17,6 +17,7 @@ from qfair.quant.methods.base import (
     SweepContext,
     bit_width,
     register,
+    run_per_language,
 )
 from qfair.quant.rtn import quantize_rtn
 
@@ -101,8 +102,4 @@ class LanguageOracle(CompressionMethod):
         return quantize_rtn(weight, self.bits, "channel", clip=clip)
 
     def run(self, sweep: SweepContext) -> list[pd.DataFrame]:
-        frames = []
-        for lang in sweep.languages:
-            self.apply(sweep.snapshot, sweep.calibration.subset([lang]), sweep.settings)
-            frames.append(sweep.score(sweep.model, [lang], self.name))
-        return frames
+        return run_per_language(self, sweep)
