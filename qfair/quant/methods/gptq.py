@@ -20,6 +20,7 @@ uses their diagonals (docs/quantization.md).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -77,44 +78,43 @@ def calibration_weights(calibration_set: str, calibration: Calibration,
 
 
 @dataclass(frozen=True)
-class _GptqOptions:
+class _GptqFamily(CompressionMethod):
+    """What GPTQ and LA-GPTQ share: the grid and the column order; subclasses choose the Hessian."""
+
     bits: int
     granularity: str  # channel | group
     group_size: int | None
     act_order: bool
+    needs_covariances = True
+
+    @staticmethod
+    def options(bits: str, unit: str, act: str | None) -> dict:
+        """The shared fields from a name's width, ``ch``/``g<N>`` and ``-act`` parts."""
+        kind, size = granularity(unit)
+        return {"bits": bit_width(bits), "granularity": kind, "group_size": size, "act_order": bool(act)}
+
+    @property
+    def granularity_label(self) -> str:
+        return label(self.granularity, self.group_size)
 
     def quantize(self, weight: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:
         return gptq_quantize(weight, hessian.to(weight.device), self.bits, self.granularity,
                              self.group_size, act_order=self.act_order)
 
 
-def _options(bits: str, unit: str, act: str | None) -> dict:
-    kind, size = granularity(unit)
-    return {"bits": bit_width(bits), "granularity": kind, "group_size": size, "act_order": bool(act)}
-
-
 @register
 @dataclass(frozen=True)
-class Gptq(CompressionMethod):
+class Gptq(_GptqFamily):
     """``gptq-w{b}-{ch|g<N>}-{reference|uniform|mix|oracle}[-act]``: GPTQ on a calibration set;
     ``-act`` quantizes columns by decreasing Hessian diagonal (act-order)."""
 
-    bits: int
-    granularity: str
-    group_size: int | None
-    act_order: bool
     calibration_set: str
     family = "gptq"
     pattern = r"gptq-w(\d+)-(ch|g\d+)-(reference|uniform|mix|oracle)(-act)?"
-    needs_covariances = True
 
     @classmethod
     def parse(cls, name: str, match: re.Match[str]) -> Gptq:
-        return cls(name, **_options(match[1], match[2], match[4]), calibration_set=match[3])
-
-    @property
-    def granularity_label(self) -> str:
-        return label(self.granularity, self.group_size)
+        return cls(name, **cls.options(match[1], match[2], match[4]), calibration_set=match[3])
 
     @property
     def needs_resource_shares(self) -> bool:  # type: ignore[override]
@@ -124,8 +124,7 @@ class Gptq(CompressionMethod):
                         settings: MethodSettings) -> torch.Tensor:
         calibration = _covariances(calibration, self.name)
         weights = calibration_weights(self.calibration_set, calibration, settings)
-        options = _GptqOptions(self.bits, self.granularity, self.group_size, self.act_order)
-        return options.quantize(weight, weighted_hessian(calibration.covariances[name], weights))
+        return self.quantize(weight, weighted_hessian(calibration.covariances[name], weights))
 
     def run(self, sweep: SweepContext) -> list[pd.DataFrame]:
         if self.calibration_set == "oracle":
@@ -135,35 +134,25 @@ class Gptq(CompressionMethod):
 
 @register
 @dataclass(frozen=True)
-class LanguageAwareGptq(CompressionMethod):
+class LanguageAwareGptq(_GptqFamily):
     """``lagptq-w{b}-{ch|g<N>}-{uniform|minimax}[-act]``: GPTQ whose Hessian weighs each language's
     covariance equally (uniform) or to minimise the worst language's relative layer error (minimax)."""
 
-    bits: int
-    granularity: str
-    group_size: int | None
-    act_order: bool
     weighting: str
     family = "lagptq"
     pattern = r"lagptq-w(\d+)-(ch|g\d+)-(uniform|minimax)(-act)?"
-    needs_covariances = True
 
     @classmethod
     def parse(cls, name: str, match: re.Match[str]) -> LanguageAwareGptq:
-        return cls(name, **_options(match[1], match[2], match[4]), weighting=match[3])
-
-    @property
-    def granularity_label(self) -> str:
-        return label(self.granularity, self.group_size)
+        return cls(name, **cls.options(match[1], match[2], match[4]), weighting=match[3])
 
     def compress_weight(self, name: str, weight: torch.Tensor, calibration: Calibration | None,
                         settings: MethodSettings) -> torch.Tensor:
         covariances = _covariances(calibration, self.name).covariances[name]
-        options = _GptqOptions(self.bits, self.granularity, self.group_size, self.act_order)
-        weights = torch.ones(covariances.shape[0], dtype=torch.float64)
         if self.weighting == "uniform":
-            return options.quantize(weight, weighted_hessian(covariances, weights))
-        return minimax_gptq(weight, covariances, options)
+            weights = torch.ones(covariances.shape[0], dtype=torch.float64)
+            return self.quantize(weight, weighted_hessian(covariances, weights))
+        return minimax_gptq(weight, covariances, self.quantize)
 
 
 def relative_errors(weight: torch.Tensor, quantized: torch.Tensor,
@@ -175,13 +164,14 @@ def relative_errors(weight: torch.Tensor, quantized: torch.Tensor,
     return torch.tensor(errors, dtype=torch.float64)
 
 
-def minimax_gptq(weight: torch.Tensor, covariances: torch.Tensor, options: _GptqOptions) -> torch.Tensor:
+def minimax_gptq(weight: torch.Tensor, covariances: torch.Tensor,
+                 quantize: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """GPTQ under language weights reweighted toward the worst language; the round whose worst
     relative error is smallest wins (ties: the earlier round, so uniform weights win a tie)."""
     weights = torch.ones(covariances.shape[0], dtype=torch.float64)
     best, best_worst = None, float("inf")
     for _ in range(MINIMAX_ITERATIONS):
-        quantized = options.quantize(weight, weighted_hessian(covariances, weights))
+        quantized = quantize(weight, weighted_hessian(covariances, weights))
         errors = relative_errors(weight, quantized, covariances)
         if float(errors.max()) < best_worst:
             best, best_worst = quantized, float(errors.max())
