@@ -365,7 +365,7 @@ def _finite(frame: pd.DataFrame, skip: tuple[str, ...] = ()) -> bool:
 @pytest.mark.slow
 def test_paper_profile_runs_every_stage_up_to_the_snapshot(paper_repo: PaperRepo, repro: list[str]) -> None:
     assert set(repro) == {"validate_params", "prepare_corpus", "train_tokenizer", "train_model", "evaluate",
-                          "compress_sweep",
+                          "compress_sweep", "compare_configs",
                           "weight_census", "activation_profile", "mechanisms", "snapshot"}
     root = paper_repo.root
     assert (root / "models/paper/final/model.safetensors").is_file()

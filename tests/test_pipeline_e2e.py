@@ -29,7 +29,7 @@ LANGS = ["en", "fr_FR", "yo", "zh_Hans", "hi_IN"]
 # The paper stage needs TeX; where it is absent (CI may lack it) the run stops before the PDF.
 TEX = all(shutil.which(tool) for tool in ("latexmk", "pdflatex", "bibtex"))
 STAGES = {"validate_params", "prepare_corpus", "train_tokenizer", "train_model", "evaluate",
-          "compress_sweep",
+          "compress_sweep", "compare_configs",
           "weight_census", "activation_profile", "tokenizer_premium", "mechanisms", "snapshot",
           "report", "plots_template"} | ({"paper"} if TEX else set())
 TARGETS = [] if TEX else sorted(STAGES)
