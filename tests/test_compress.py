@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -551,3 +552,14 @@ def test_lagptq_minimax_lowers_the_worst_languages_error(bloom64, snapshot, tiny
         snapshot.restore()
     assert all(worst["minimax"][n] <= worst["uniform"][n] for n in worst["uniform"])
     assert any(worst["minimax"][n] < worst["uniform"][n] for n in worst["uniform"])
+
+
+def test_sweep_fingerprint_hashes_every_method_module() -> None:
+    """A changed method must not reuse a partial result: its module is part of the fingerprint."""
+    import qfair.quant.methods
+
+    methods = Path(qfair.quant.methods.__file__).parent
+    hashed = set(sweep_runner._code_files())
+    assert {methods / "base.py", methods / "gptq.py", methods / "rounding.py"} <= hashed
+    assert all(module in hashed for module in methods.glob("*.py"))
+

@@ -104,8 +104,8 @@ def _code_files() -> list[Path]:
     import qfair.models.load
     import qfair.scoring.causal
 
-    quant = Path(__file__).parent
-    return [*sorted(quant.glob("*.py")), Path(qfair.scoring.causal.__file__),
+    quant = Path(__file__).parent  # the methods' package (qfair/quant/methods) included
+    return [*sorted(quant.rglob("*.py")), Path(qfair.scoring.causal.__file__),
             Path(qfair.models.load.__file__)]
 
 
