@@ -117,8 +117,14 @@ class CompressionMethod:
               settings: MethodSettings | None = None) -> None:
         """Overwrite every target weight with its compressed version, starting from the snapshot."""
         settings = settings or MethodSettings()
+        self.rewrite(snapshot, lambda name, weight: self.compress_weight(name, weight, calibration, settings))
+
+    @torch.no_grad()
+    def rewrite(self, snapshot: WeightSnapshot,
+                compress: Callable[[str, torch.Tensor], torch.Tensor]) -> None:
+        """Each target weight becomes ``compress(name, original)``; non-finite results are refused."""
         for name, lin in snapshot.linears.items():
-            new = self.compress_weight(name, snapshot.weights[name], calibration, settings)
+            new = compress(name, snapshot.weights[name])
             if not torch.isfinite(new).all():
                 raise FloatingPointError(f"config {self.name!r} produced non-finite weights in {name}")
             lin.weight.copy_(new)

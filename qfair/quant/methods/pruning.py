@@ -101,8 +101,4 @@ class Wanda(CompressionMethod):
         if calibration is None:
             raise ValueError(f"config {self.name!r} needs calibration activations (input norms)")
         norms = calibration.input_norms()  # once for all layers
-        for name, lin in snapshot.linears.items():
-            new = prune_wanda(snapshot.weights[name], norms[name], self.sparsity)
-            if not torch.isfinite(new).all():
-                raise FloatingPointError(f"config {self.name!r} produced non-finite weights in {name}")
-            lin.weight.copy_(new)
+        self.rewrite(snapshot, lambda name, weight: prune_wanda(weight, norms[name], self.sparsity))
