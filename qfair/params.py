@@ -405,6 +405,18 @@ class SignTestRule(Strict):
     direction: Literal["greater"]
 
 
+class OverlapRule(Strict):
+    """Do two boolean properties of heads co-occur more than chance (one-sided hypergeometric test)?"""
+
+    id: str
+    statement: str
+    kind: Literal["overlap"]
+    unit: Literal["head"]
+    x: str
+    y: str
+    direction: Literal["greater"]
+
+
 class NotRunRule(Strict):
     """A hypothesis the current profile cannot test; the ledger prints why."""
 
@@ -414,7 +426,7 @@ class NotRunRule(Strict):
     reason: str
 
 
-Hypothesis = Annotated[LaaciqRule | CorrelationRule | SignTestRule | NotRunRule,
+Hypothesis = Annotated[LaaciqRule | CorrelationRule | SignTestRule | OverlapRule | NotRunRule,
                        Field(discriminator="kind")]
 
 
@@ -449,6 +461,34 @@ class AnalysisParams(Strict):
     holm_family: list[str]
 
 
+class InterpretabilityParams(Strict):
+    """Track B (the interpretability stage): item set, quantization to mediate, head classes."""
+
+    items_per_language: int = Field(ge=4)  # a seeded subset of the parallel test items
+    # the compression whose damage B-005 attributes; a calibration-free weight quantizer
+    config: str = Field(pattern=r"^(rtn|aciq|mse)-")
+    specific_min: float = Field(gt=0)  # between/within-language variance ratio of a specific head
+    universal_max: float = Field(gt=0)  # every feature's ratio below this: a universal head
+    outlier_head_fraction: float = Field(gt=0, le=1)  # EXP-034: top share of heads by o-proj kurtosis
+    null_resamples: int = Field(ge=99, le=100_000)  # label-shuffle permutations (B-001)
+    seed: int
+
+    @field_validator("config")
+    @classmethod
+    def _known_config(cls, name: str) -> str:
+        from qfair.quant.configs import parse_config
+
+        parse_config(name)
+        return name
+
+    @model_validator(mode="after")
+    def _ordered_thresholds(self) -> InterpretabilityParams:
+        if self.universal_max >= self.specific_min:
+            raise ValueError(f"universal_max ({self.universal_max}) must be below specific_min "
+                             f"({self.specific_min})")
+        return self
+
+
 class Params(Strict):
     profile: Literal["embedded", "scale", "paper"]
     seed: int
@@ -461,6 +501,7 @@ class Params(Strict):
     eval: EvalParams
     compress: CompressParams
     analysis: AnalysisParams
+    interpretability: InterpretabilityParams
     tokenizers: list[ExternalTokenizer]
     hypotheses: list[Hypothesis]
 
@@ -509,7 +550,7 @@ class Params(Strict):
                     if getattr(rule, field) not in self.compress.configs:
                         raise _KeyedError(f"hypotheses.{index}.{field}",
                                           f"{getattr(rule, field)!r} ({rule.id}) is not in compress.configs")
-            elif isinstance(rule, CorrelationRule | SignTestRule):
+            elif isinstance(rule, CorrelationRule | SignTestRule | OverlapRule):
                 names = [("x", rule.x), ("y", rule.y)]
                 names += [(f"covariates[{i}]", c) for i, c in enumerate(getattr(rule, "covariates", []))]
                 for field, name in names:

@@ -44,6 +44,7 @@ ACTIVATIONS = RESULTS / "activations"
 INPUT_OUTLIERS = ACTIVATIONS / "input_outliers.csv"  # per language and linear layer: input outliers
 INPUT_OUTLIERS_LANGUAGES = ACTIVATIONS / "input_outliers_languages.csv"  # summarised per language
 TOKENIZERS = RESULTS / "tokenizers"
+INTERPRETABILITY = RESULTS / "interpretability"  # Track B: heads, ablation, attribution, mediation
 ANALYSIS = RESULTS / "analysis"
 HYPOTHESES = RESULTS / "hypotheses.json"
 SNAPSHOT = RESULTS / "SNAPSHOT.md"
@@ -58,6 +59,7 @@ SWEEP_METRICS = METRICS / "sweep.json"
 CENSUS_METRICS = METRICS / "census.json"
 TOKENIZERS_METRICS = METRICS / "tokenizers.json"
 HYPOTHESES_METRICS = METRICS / "hypotheses.json"
+INTERPRETABILITY_METRICS = METRICS / "interpretability.json"
 
 # The scale profile's working folder (qfair.scale): the same layout as the root below it, so
 # ``SCALE / RESULTS`` is its results folder and ``SCALE / "params.yaml"`` its params.

@@ -32,7 +32,8 @@ PROFILE = "scale"
 
 CPU_STAGES = ("validate_params", "prepare_corpus", "train_tokenizer", "tokenizer_premium")
 GPU_STAGES = ("train_model", "evaluate", "compress_sweep", "compare_configs", "weight_census",
-              "activation_profile")  # and what reads their uncommitted outputs (per-item NLLs)
+              "activation_profile", "interpretability")
+# (and what reads their uncommitted outputs: per-item NLLs, model weights)
 ANALYSIS_STAGES = ("mechanisms", "snapshot")  # read committed result files only: CPU, anywhere
 STAGES = CPU_STAGES + GPU_STAGES + ANALYSIS_STAGES
 
@@ -42,7 +43,7 @@ COMMITTED = (
     "data/corpus/manifest.json",
     "metrics/train.json", "metrics/train/train_loss.csv", "metrics/train/dev_loss.csv",
     "metrics/eval.json", "metrics/sweep.json", "metrics/census.json", "metrics/tokenizers.json",
-    "metrics/hypotheses.json", "metrics/cost.json",
+    "metrics/hypotheses.json", "metrics/cost.json", "metrics/interpretability.json",
     "results/eval/per_language.csv", "results/eval/cost.csv",
     "results/sweep/per_language.csv", "results/sweep/disparity.csv", "results/sweep/threshold_bits.csv",
     "results/sweep/comparisons.csv",
@@ -50,7 +51,7 @@ COMMITTED = (
     "results/census/tensors.csv", "results/census/attention_heads.csv", "results/census/summary.json",
     "results/activations/layers.csv", "results/activations/sink_heads.csv",
     "results/activations/input_outliers.csv", "results/activations/input_outliers_languages.csv",
-    "results/tokenizers/premium.csv",
+    "results/tokenizers/premium.csv", "results/interpretability",
     "results/analysis", "results/hypotheses.json", "results/SNAPSHOT.md", "results/timings",
 )
 

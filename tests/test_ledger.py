@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from qfair.analysis.ledger import METRICS, check_family, check_metric, evaluate_ledger
-from qfair.params import CorrelationRule, LaaciqRule, NotRunRule, SignTestRule
+from qfair.params import CorrelationRule, LaaciqRule, NotRunRule, OverlapRule, SignTestRule
 
 CONFIGS = ["rtn-w4-ch-sym", "bnb-nf4"]
 LANGUAGES = ["am", "ar", "bn", "de", "en", "es", "fr", "hi", "sw", "yo", "zh", "ur"]
@@ -283,3 +283,39 @@ def test_missing_column_raises_naming_the_metric(rule, missing: str, tables) -> 
     with pytest.raises(KeyError) as info:
         run([rule], tables)
     assert repr(missing) in str(info.value) and "C-miss" in str(info.value)
+
+
+# --- overlap (EXP-034) -------------------------------------------------------------------------
+
+OVERLAP = OverlapRule(id="O-1", statement="specific heads are outlier heads", kind="overlap", unit="head",
+                      x="language_specific", y="outlier_head", direction="greater")
+
+
+def _heads(specific: list[int], outlier: list[int]) -> pd.DataFrame:
+    return pd.DataFrame({"language_specific": np.array(specific, float),
+                         "outlier_head": np.array(outlier, float)},
+                        index=[f"L0.head{i}" for i in range(len(specific))])
+
+
+def test_overlap_supported_when_the_sets_coincide(tables) -> None:
+    heads = _heads([1] * 8 + [0] * 32, [1] * 8 + [0] * 32)
+    [record] = run([OVERLAP], {**tables, "head": heads})
+    assert record["verdict"] == "SUPPORTED" and record["overlap"] == 8 and record["n"] == 40
+    assert record["p"] < 1e-6 and record["ci_low"] > 1
+
+
+def test_overlap_of_disjoint_sets_is_rejected(tables) -> None:
+    heads = _heads([1] * 10 + [0] * 30, [0] * 10 + [1] * 10 + [0] * 20)
+    [record] = run([OVERLAP], {**tables, "head": heads})
+    assert record["overlap"] == 0 and record["verdict"] in ("REJECTED", "INCONCLUSIVE")
+    assert record["p"] == 1.0
+
+
+def test_overlap_without_specific_heads_is_not_testable(tables) -> None:
+    [record] = run([OVERLAP], {**tables, "head": _heads([0] * 10, [1] * 2 + [0] * 8)})
+    assert record["verdict"] == "NOT TESTABLE" and "language_specific" in record["reason"]
+
+
+def test_overlap_too_small_to_reach_alpha_is_not_testable(tables) -> None:
+    [record] = run([OVERLAP], {**tables, "head": _heads([1, 0, 0, 0], [1, 0, 0, 0])})
+    assert record["verdict"] == "NOT TESTABLE" and record["min_p"] == pytest.approx(0.25)

@@ -281,6 +281,7 @@ def paper_params(paper: dict, flores: Path) -> dict:
     params["compress"].update(configs=list(SWEEP), items_per_language=20, calibration_items=8,
                               bootstrap_resamples=200)
     params["analysis"].update(permutation_resamples=199, bootstrap_resamples=200)
+    params["interpretability"].update(items_per_language=12, null_resamples=199)
     params["tokenizers"] = []  # external tokenizers come from package registries; not needed here
     parse_params(params)  # the cut profile is still a valid paper profile
     return params
@@ -366,7 +367,8 @@ def _finite(frame: pd.DataFrame, skip: tuple[str, ...] = ()) -> bool:
 def test_paper_profile_runs_every_stage_up_to_the_snapshot(paper_repo: PaperRepo, repro: list[str]) -> None:
     assert set(repro) == {"validate_params", "prepare_corpus", "train_tokenizer", "train_model", "evaluate",
                           "compress_sweep", "compare_configs",
-                          "weight_census", "activation_profile", "mechanisms", "snapshot"}
+                          "weight_census", "activation_profile", "interpretability", "mechanisms",
+                          "snapshot"}
     root = paper_repo.root
     assert (root / "models/paper/final/model.safetensors").is_file()
     assert not (root / "models/embedded").exists()

@@ -307,7 +307,7 @@ def test_few_languages_are_fine_without_language_correlations(raw: dict) -> None
 
 def test_holm_family_is_pre_registered(raw: dict) -> None:
     family = parse_params(raw).analysis.holm_family
-    tests = [r["id"] for r in raw["hypotheses"] if r["kind"] in ("correlation", "sign_test")]
+    tests = [r["id"] for r in raw["hypotheses"] if r["kind"] in ("correlation", "sign_test", "overlap")]
     assert family and set(family) <= set(tests)
 
 

@@ -30,7 +30,8 @@ LANGS = ["en", "fr_FR", "yo", "zh_Hans", "hi_IN"]
 TEX = all(shutil.which(tool) for tool in ("latexmk", "pdflatex", "bibtex"))
 STAGES = {"validate_params", "prepare_corpus", "train_tokenizer", "train_model", "evaluate",
           "compress_sweep", "compare_configs",
-          "weight_census", "activation_profile", "tokenizer_premium", "mechanisms", "snapshot",
+          "weight_census", "activation_profile", "interpretability", "tokenizer_premium", "mechanisms",
+          "snapshot",
           "report", "plots_template"} | ({"paper"} if TEX else set())
 TARGETS = [] if TEX else sorted(STAGES)
 # Includes every config the ledger's hypotheses name (params validation insists).
@@ -78,6 +79,7 @@ def _tiny_params(base: dict) -> dict:
     # 5 languages: a permutation test cannot go below 1/120, so only EXP-001 is corrected as a family
     # (the others alone); the layer and checkpoint tests stay NOT TESTABLE at n = 4
     params["analysis"]["holm_family"] = ["EXP-001"]
+    params["interpretability"].update(items_per_language=12, null_resamples=199)
     return params
 
 

@@ -57,9 +57,18 @@ METRICS = {
         "step": "training step",
         "max_kurtosis": "largest tensor excess kurtosis of the checkpoint",
     },
+    "head": {
+        "language_specific": "1 for a language-specific head (B-001), else 0",
+        "outlier_head": "1 if the head's output-projection slice is among the most heavy-tailed, else 0",
+    },
+}
+# Language metrics that exist once the interpretability stage (Track B) has run.
+METRICS["language"] |= {
+    "ablation_sensitivity": "mean relative NLL change over mean-ablations of each attention and MLP "
+                            "block (B-003)",
 }
 MIN_UNITS = 4  # the correlation battery's minimum
-TESTED_KINDS = ("correlation", "sign_test")  # the kinds with a p-value (Holm family members)
+TESTED_KINDS = ("correlation", "sign_test", "overlap")  # the kinds with a p-value (Holm family members)
 
 
 def check_metric(unit: str, name: str, configs: Sequence[str]) -> str | None:
@@ -116,6 +125,9 @@ def min_attainable_p(rule, n: int, permutation_resamples: int) -> float:
         return sign_test_min_p(n, rule.direction)
     if rule.kind == "correlation":
         return permutation_min_p(n, permutation_resamples, _alternative(rule))
+    if rule.kind == "overlap":
+        raise ValueError(f"hypothesis {rule.id}: an overlap test's smallest p depends on its margins "
+                         "(overlap_min_p)")
     raise ValueError(f"hypothesis {rule.id}: kind {rule.kind!r} has no p-value")
 
 
@@ -138,6 +150,21 @@ def _complete_units(table: pd.DataFrame, names: Sequence[str],
     """
     defined = np.logical_and.reduce([np.isfinite(_column(table, name, rule_id)) for name in names])
     return table[defined], [str(unit) for unit in table.index[~defined]]
+
+
+def overlap_min_p(n_units: int, n_x: int, n_y: int) -> float:
+    """Smallest p of the one-sided hypergeometric test with these margins (the largest overlap)."""
+    return float(sps.hypergeom.sf(min(n_x, n_y) - 1, n_units, n_y, n_x))
+
+
+def _overlap(rule, table: pd.DataFrame, confidence: float) -> dict:
+    from qfair.analysis.heads import overlap_test
+
+    x, y = _column(table, rule.x, rule.id) > 0, _column(table, rule.y, rule.id) > 0
+    result = overlap_test(x, y, confidence)
+    return {"statistic": "odds_ratio", "value": result["odds_ratio"], "threshold": 1.0,
+            "n": result["n_heads"],
+            **{k: v for k, v in result.items() if k != "odds_ratio"}}
 
 
 def _not_testable(min_p: float, level: float, n: int, unit: str, alpha: float, m: int) -> str:
@@ -226,6 +253,19 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], comparison
                                 "reason": f"only {n} {rule.unit}s have every metric of this test "
                                           f"(at least {MIN_UNITS} needed); left out: {left_out}"})
                 continue
+        elif rule.kind == "overlap":
+            if rule.unit not in tables:
+                records.append({**base, "verdict": NOT_RUN,
+                                "reason": f"no {rule.unit} table (the interpretability stage's output)"})
+                continue
+            table, left_out = tables[rule.unit], []
+            n = len(table)
+            n_x, n_y = (int((_column(table, c, rule.id) > 0).sum()) for c in (rule.x, rule.y))
+            if n_x == 0 or n_y == 0:
+                records.append({**base, "n": n, "verdict": NOT_TESTABLE, "holm_family": False,
+                                "reason": f"no head has {rule.x if n_x == 0 else rule.y}; "
+                                          "nothing to overlap"})
+                continue
         else:
             table, left_out = tables[rule.unit], []
             x, y = _column(table, rule.x, rule.id), _column(table, rule.y, rule.id)
@@ -233,15 +273,19 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], comparison
             if n == 0:
                 raise ValueError(f"hypothesis {rule.id}: every unit is a tie")
         m = len(family) if rule.id in family else 1
-        min_p = min_attainable_p(rule, n, permutation_resamples)
+        min_p = (overlap_min_p(n, n_x, n_y) if rule.kind == "overlap"
+                 else min_attainable_p(rule, n, permutation_resamples))
         if min_p >= alpha / m:
             estimate = (_estimate(rule, table) if rule.kind == "correlation"
+                        else _overlap(rule, table, confidence) if rule.kind == "overlap"
                         else {"statistic": "share_x_greater", "value": wins / n})
+            estimate = {k: estimate[k] for k in ("statistic", "value") if k in estimate}
             records.append({**base, "n": n, "min_p": min_p, "verdict": NOT_TESTABLE,
                             "holm_family": False, **estimate, **({"left_out": left_out} if left_out else {}),
                             "reason": _not_testable(min_p, alpha / m, n, rule.unit, alpha, m)})
             continue
         result = (_correlation(rule, table, left_out, settings) if rule.kind == "correlation"
+                  else _overlap(rule, table, confidence) if rule.kind == "overlap"
                   else _sign_test(rule, wins, n, confidence))
         records.append({**base, **result, "min_p": min_p})
     _adjust(records, alpha)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from qfair import paths
+from qfair.analysis.heads import outlier_heads
 from qfair.analysis.ledger import evaluate_ledger
 from qfair.analysis.mechanisms import (
     checkpoint_table,
@@ -54,6 +55,7 @@ def run_mechanisms(params) -> MechanismsRun:
     if missing:
         raise ValueError(f"languages {missing} are in the activation profile but missing from the sweep")
 
+    interpretability = interpretability_tables(params.interpretability.outlier_head_fraction)
     kurt = layer_kurtosis(census[census["model"] == "final"])
     outliers = outlier_layers(kurt, ap.outlier_layers_k)
     tables = {
@@ -61,12 +63,31 @@ def run_mechanisms(params) -> MechanismsRun:
                                    manifest, sweep, params.corpus.reference_language),
         "layer": layer_table(kurt, profile),
         "checkpoint": checkpoint_table(summaries),
+        "head": interpretability["head"],
     }
+    tables["language"] = tables["language"].join(interpretability["language"], validate="one_to_one")
     comparisons = pd.read_csv(paths.SWEEP_COMPARISONS)  # the compare_configs stage's statistics
     ledger = evaluate_ledger(params.hypotheses, tables, comparisons,
                              ap.alpha, ap.permutation_resamples, ap.bootstrap_resamples,
                              params.eval.confidence, ap.seed, holm_family=ap.holm_family)
     return MechanismsRun(tables, component_table(census), outliers, ledger, levels)
+
+
+def interpretability_tables(outlier_head_fraction: float) -> dict[str, pd.DataFrame]:
+    """Track B's per-head table (B-001 class, census outlier flag) and per-language sensitivity."""
+    specificity = pd.read_csv(paths.INTERPRETABILITY / "head_specificity.csv")
+    census_heads = pd.read_csv(paths.CENSUS / "attention_heads.csv")
+    census_heads["outlier_head"] = outlier_heads(census_heads, outlier_head_fraction).astype(float)
+    heads = specificity[["layer", "head", "class"]].merge(
+        census_heads[["layer", "head", "excess_kurtosis", "outlier_head"]], on=["layer", "head"],
+        validate="one_to_one")
+    if len(heads) != len(specificity):
+        raise ValueError("interpretability: head_specificity.csv and census attention_heads.csv "
+                         "list different heads")
+    heads["language_specific"] = (heads["class"] == "specific").astype(float)
+    heads.index = [f"L{layer}.head{head}" for layer, head in heads[["layer", "head"]].to_numpy()]
+    languages = pd.read_csv(paths.INTERPRETABILITY / "languages.csv").set_index("language")
+    return {"head": heads, "language": languages[["ablation_sensitivity"]]}
 
 
 def ledger_metrics(ledger: list[dict]) -> dict:

@@ -24,6 +24,7 @@ from qfair.params import Params, load_params
 from qfair.profile import PROFILES, available
 from qfair.report import figures as fig
 from qfair.report import tables as tab
+from qfair.report import track_b
 from qfair.report.experiments import appendix_tex
 from qfair.report.latex import REL, escape, numbers_tex
 from qfair.report.numbers import SCALE_PREFIX, compared_verdicts, report_numbers
@@ -50,6 +51,13 @@ FIGURES: dict[str, Callable[[Results, Params], Figure]] = {
     "clipping": lambda r, p: fig.clipping_comparison(r.disparity, tab.CLIPPING_CONFIGS, p.eval.confidence),
     "sink_mass": lambda r, p: fig.sink_mass(r.sink_heads),
     "tokenizer_premium": lambda r, p: fig.tokenizer_premium(r.premium),
+    "head_specificity": lambda r, p: (
+        track_b.head_specificity_figure(r.specificity) if r.specificity is not None
+        else fig.not_produced("head specificity (B-001)", p.profile, "interpretability stage not run")),
+    "mediation": lambda r, p: (
+        track_b.mediation_heatmaps(r.mediation, r.block_quantization, p.interpretability.config)
+        if r.mediation is not None
+        else fig.not_produced("causal mediation (B-005)", p.profile, "interpretability stage not run")),
 }
 
 TABLES: dict[str, Callable[[Results, Params], str]] = {
@@ -73,7 +81,7 @@ PREFIXES = ("", SCALE_PREFIX)  # the root profile's artifacts, the scale profile
 NOT_RUN = "The scale profile has not been run in this checkout (scale/ holds no results)."
 
 STAGE_ORDER = ("prepare_corpus", "train_tokenizer", "train_model", "evaluate", "compress_sweep",
-               "weight_census", "activation_profile", "tokenizer_premium", "mechanisms")
+               "weight_census", "activation_profile", "interpretability", "tokenizer_premium", "mechanisms")
 PACKAGES = (
     "torch",
     "transformers",

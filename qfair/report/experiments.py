@@ -174,8 +174,16 @@ CATALOGUE: tuple[Experiment, ...] = (
         "EXP-034",
         "Language-specific heads versus outliers",
         "Overlap of language-specific heads with outlier-heavy heads.",
+        figures=("head_specificity",),
         hypotheses=("EXP-034",),
-        not_run="it needs B-001's language-specific heads (Track B), not built yet",
+        stages=("interpretability", "weight_census", "mechanisms"),
+        functions=(
+            "qfair.analysis.heads.outlier_heads",
+            "qfair.analysis.heads.overlap_test",
+            "qfair.analysis.ledger.evaluate_ledger",
+        ),
+        outputs=("results/interpretability/head_specificity.csv", "results/census/attention_heads.csv",
+                 "results/hypotheses.json"),
     ),
     Experiment(
         "EXP-009",
@@ -231,32 +239,51 @@ CATALOGUE: tuple[Experiment, ...] = (
     Experiment(
         "B-001",
         "Are some heads language-specific?",
-        "Head specificity against a label-shuffle null.",
-        not_run="Track B (interpretability) is not built yet",
+        "Head specificity: between- over within-language variance of attention entropy, distance and "
+        "sink mass, against a label-shuffle null; specific, mixed and universal heads.",
+        figures=("head_specificity",),
+        stages=("interpretability",),
+        functions=("qfair.analysis.patching.head_features", "qfair.analysis.heads.head_specificity"),
+        outputs=("results/interpretability/head_specificity.csv",),
     ),
     Experiment(
         "B-002",
         "Does quantization damage what probes read?",
         "Language-ID probes per layer.",
-        not_run="Track B (interpretability) is not built yet",
+        not_run="the language-ID probes are not built yet (they need scikit-learn in the pinned lock)",
     ),
     Experiment(
         "B-003",
         "Ablation by language",
-        "Mean-ablation of heads and layers per language.",
-        not_run="Track B (interpretability) is not built yet",
+        "Mean-ablation of every head and every layer's attention and MLP block; relative NLL change "
+        "per language; are lower-resource languages more sensitive?",
+        hypotheses=("B-003",),
+        stages=("interpretability", "mechanisms"),
+        functions=("qfair.models.hooks.ComponentHooks", "qfair.analysis.patching.ablation"),
+        outputs=("results/interpretability/ablation.csv", "results/interpretability/languages.csv"),
     ),
     Experiment(
         "B-004",
         "Gradient attribution",
-        "Attribution patching per head and language.",
-        not_run="Track B (interpretability) is not built yet",
+        "Attribution patching (activation x gradient) per component and language, checked against "
+        "B-003's measured ablations by rank correlation.",
+        stages=("interpretability",),
+        functions=("qfair.analysis.patching.attribution",
+                   "qfair.analysis.interpretability.attribution_agreement"),
+        outputs=("results/interpretability/attribution.csv",
+                 "results/interpretability/attribution_check.csv"),
     ),
     Experiment(
         "B-005",
         "Causal mediation",
-        "Activation patching from the full-precision model.",
-        not_run="Track B (interpretability) is not built yet",
+        "Activation patching: the quantized model with one component restored from the "
+        "full-precision model; share of each language's degradation recovered; and the converse, "
+        "one block quantized at a time.",
+        figures=("mediation",),
+        stages=("interpretability",),
+        functions=("qfair.analysis.patching.mediation", "qfair.analysis.patching.block_quantization"),
+        outputs=("results/interpretability/mediation.csv",
+                 "results/interpretability/block_quantization.csv"),
     ),
     Experiment(
         "C-001b",

@@ -32,6 +32,7 @@ from qfair.report.latex import ABSENT, escape, fmt, fmt_ci, fmt_int, fmt_pct, fm
 from qfair.report.results import Results
 from qfair.report.tables import CLIPPING_CONFIGS, HEADLINE_CONFIGS
 from qfair.report.texcheck import QFNUM
+from qfair.report.track_b import track_b_numbers
 
 VERDICTS = ("SUPPORTED", "REJECTED", "INCONCLUSIVE", "NOT TESTABLE", "NOT RUN")
 # Keys _hypotheses writes for a hypothesis that ran, by kind (those of absent ones become ABSENT).
@@ -40,6 +41,7 @@ HYPOTHESIS_FIELDS = {
                     "permutation-p", "n", "loo"),
     "sign_test": ("value", "sign", "ci", "p", "p-holm", "n"),
     "laaciq_vs_aciq": ("value", "sign", "ci", "value-pct", "ci-pct", "mean-increase-pct"),
+    "overlap": ("value", "sign", "ci", "p", "p-holm", "n"),
 }
 DISPARITY_FIELDS = ("range", "range-ci", "mean", "mean-ci", "worst", "worst-ci", "worst-language")
 EVAL_FIELDS = ("min", "max", "mean", "unigram-mean", "below-unigram", "languages")
@@ -524,6 +526,7 @@ def collect_numbers(
         _mechanisms(results),
         _activation_outliers(results),
         _cost(results),
+        track_b_numbers(results, params),
         {"label/profile": escape(profile_label(params, results))},
         _method_constants(),
     ):

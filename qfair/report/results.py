@@ -39,6 +39,12 @@ INPUTS = {
 OPTIONAL = {
     "outliers": paths.INPUT_OUTLIERS_LANGUAGES,
     "cost": paths.EVAL / "cost.csv",  # C-004 (evaluate, eval.cost.enabled)
+    # Track B (the interpretability stage), absent from a scale run that predates it
+    "specificity": paths.INTERPRETABILITY / "head_specificity.csv",
+    "mediation": paths.INTERPRETABILITY / "mediation.csv",
+    "block_quantization": paths.INTERPRETABILITY / "block_quantization.csv",
+    "attribution_check": paths.INTERPRETABILITY / "attribution_check.csv",
+    "interpretability_languages": paths.INTERPRETABILITY / "languages.csv",
 }
 
 
@@ -64,6 +70,11 @@ class Results:
     timings: dict[str, dict]
     outliers: pd.DataFrame | None = None
     cost: pd.DataFrame | None = None
+    specificity: pd.DataFrame | None = None
+    mediation: pd.DataFrame | None = None
+    block_quantization: pd.DataFrame | None = None
+    attribution_check: pd.DataFrame | None = None
+    interpretability_languages: pd.DataFrame | None = None
 
     def hypothesis(self, rule_id: str) -> dict:
         for row in self.ledger["hypotheses"]:
