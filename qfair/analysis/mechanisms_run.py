@@ -85,7 +85,10 @@ def interpretability_tables(outlier_head_fraction: float) -> dict[str, pd.DataFr
         raise ValueError("interpretability: head_specificity.csv and census attention_heads.csv "
                          "list different heads")
     heads["language_specific"] = (heads["class"] == "specific").astype(float)
-    heads.index = [f"L{layer}.head{head}" for layer, head in heads[["layer", "head"]].to_numpy()]
+    # one row per head, indexed by its component name (L<layer>.head<h>); written as heads.csv
+    heads.index = pd.Index([f"L{layer}.head{head}" for layer, head in heads[["layer", "head"]].to_numpy()],
+                           name="component")
+    heads = heads.rename(columns={"layer": "layer_index", "head": "head_index"})
     languages = pd.read_csv(paths.INTERPRETABILITY / "languages.csv").set_index("language")
     return {"head": heads, "language": languages[["ablation_sensitivity"]]}
 
