@@ -29,29 +29,20 @@ from qfair.quant.methods.base import WeightSnapshot
 
 
 def recomputed(model, hooks, items, components, snapshot, quantized_weights, device) -> np.ndarray:
-    """Per component: every batch's full-precision value recomputed (weights swapped), then patched."""
+    """Per component and batch: the full-precision value recomputed (weights swapped in and out),
+    then the quantized model run with it restored."""
     out = []
     for component in components:
-        nll = np.full(len(items.tokens), np.nan)
-        for index in range(len(items.batches)):
+        def restore(index: int, component=component):
             input_ids, mask = items.padded(index, device)
-            snapshot.restore()
-            with torch.no_grad(), hooks.record([component]) as values:
+            snapshot.restore()  # full-precision weights
+            with hooks.record([component]) as values:
                 model(input_ids=input_ids, attention_mask=mask, use_cache=False)
             _load(snapshot, quantized_weights)
             saved = values[component]
-            one = item_nll(model, _single(items, index), device,
-                           lambda _, s=saved, c=component: hooks.replace({c: lambda v: s.to(v.dtype)}))
-            nll[items.batches[index]] = one[items.batches[index]]
-        out.append(nll)
+            return hooks.replace({component: lambda value: saved.to(value.dtype)})
+        out.append(item_nll(model, items, device, restore))
     return np.stack(out)
-
-
-def _single(items, index):
-    """The item set with only batch ``index`` (same tokens, same padding)."""
-    from dataclasses import replace
-
-    return replace(items, batches=[items.batches[index]])
 
 
 def _load(snapshot: WeightSnapshot, weights: dict[str, torch.Tensor]) -> None:

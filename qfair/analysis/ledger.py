@@ -262,7 +262,7 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], comparison
             n = len(table)
             n_x, n_y = (int((_column(table, c, rule.id) > 0).sum()) for c in (rule.x, rule.y))
             if n_x == 0 or n_y == 0:
-                records.append({**base, "n": n, "verdict": NOT_TESTABLE, "holm_family": False,
+                records.append({**base, "n": n, "min_p": 1.0, "verdict": NOT_TESTABLE, "holm_family": False,
                                 "reason": f"no head has {rule.x if n_x == 0 else rule.y}; "
                                           "nothing to overlap"})
                 continue
