@@ -107,10 +107,14 @@ def check_languages_finite(frame: pd.DataFrame, columns: list[str]) -> None:
 
 
 def interpretability_metrics(run: InterpretabilityRun) -> dict:
-    """``metrics/interpretability.json``: head classes, agreement of B-004 with B-003, B-005 shares."""
+    """``metrics/interpretability.json``: head classes, agreement of B-004 with B-003, B-005 shares.
+
+    A block's share is the median over languages: a language whose quantization barely raised its
+    NLL on the item set has a near-zero denominator and an unstable share, which would drive a mean.
+    """
     classes = run.specificity["class"].value_counts()
     blocks = run.mediation[run.mediation["kind"] != "head"]
-    by_block = blocks.groupby("component")["recovered_share"].mean()
+    by_block = blocks.groupby("component")["recovered_share"].median()
     agreement = run.attribution_check["spearman"].dropna()
     return {
         "heads": {name: int(classes.get(name, 0)) for name in ("specific", "mixed", "universal")},
