@@ -314,7 +314,7 @@ def test_overlap_of_disjoint_sets_is_rejected(tables) -> None:
 def test_overlap_without_specific_heads_is_not_testable(tables) -> None:
     [record] = run([OVERLAP], {**tables, "head": _heads([0] * 10, [1] * 2 + [0] * 8)})
     assert record["verdict"] == "NOT TESTABLE" and "language_specific" in record["reason"]
-    assert record["min_p"] == 1.0  # without specific heads no overlap can be significant
+    assert record["min_p"] == 1.0 and record["overlap"] == 0  # without specific heads nothing overlaps
 
 
 def test_overlap_too_small_to_reach_alpha_is_not_testable(tables) -> None:

@@ -22,12 +22,12 @@ from qfair.report.build import build_report, load_scale
 from qfair.report.numbers import (
     ABSENT,
     GPU_ONLY,
-    compared_verdicts,
     model_size,
     prefixed,
     profile_label,
     report_numbers,
 )
+from qfair.report.prose import compared_verdicts
 from qfair.report.results import INPUTS, load_results
 from qfair.report.texcheck import QFNUM, defined_keys, hand_written_sources, quoted_keys
 

@@ -8,7 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from qfair.report.experiments import appendix_tex
-from qfair.report.numbers import _hypotheses, _profile_text, load_templates, range_change
+from qfair.report.numbers import _hypotheses
+from qfair.report.prose import load_templates, profile_text, range_change
 from qfair.report.tables import ledger_table
 
 REASON = ("at n = 4 layers the smallest attainable p is 0.0625, not below alpha / m = 0.05 / 9 = 0.00556; "
@@ -104,5 +105,5 @@ def test_kurtosis_sentence_follows_the_data_and_the_verdict(kurtosis: list[float
                               ("INCONCLUSIVE", r"\qfnum{hyp/EXP-027/p-holm}")):
         results = SimpleNamespace(train_metrics={}, checkpoints=checkpoints,
                                   ledger={"hypotheses": [{"id": "EXP-027", "verdict": verdict}]})
-        text = _profile_text(results, params, load_templates())["text/kurtosis-over-training"]
+        text = profile_text(results, params, load_templates())["text/kurtosis-over-training"]
         assert f"matrices {trend} over" in text and expected in text and "<" not in text

@@ -263,6 +263,7 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], comparison
             n_x, n_y = (int((_column(table, c, rule.id) > 0).sum()) for c in (rule.x, rule.y))
             if n_x == 0 or n_y == 0:
                 records.append({**base, "n": n, "min_p": 1.0, "verdict": NOT_TESTABLE, "holm_family": False,
+                                "overlap": 0, "expected_overlap": n_x * n_y / n,
                                 "reason": f"no head has {rule.x if n_x == 0 else rule.y}; "
                                           "nothing to overlap"})
                 continue

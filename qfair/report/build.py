@@ -27,7 +27,8 @@ from qfair.report import tables as tab
 from qfair.report import track_b
 from qfair.report.experiments import appendix_tex
 from qfair.report.latex import REL, escape, numbers_tex
-from qfair.report.numbers import SCALE_PREFIX, compared_verdicts, report_numbers
+from qfair.report.numbers import SCALE_PREFIX, report_numbers
+from qfair.report.prose import compared_verdicts
 from qfair.report.results import Results, has_results, load_results
 from qfair.report.style import save_figure
 
