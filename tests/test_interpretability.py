@@ -81,6 +81,10 @@ def test_patching_full_precision_values_into_the_same_model_changes_nothing(mode
     patched = item_nll(model, items, DEVICE, lambda i: hooks.replace(
         {c: (lambda value, saved=cache[i][c]: saved) for c in components}))
     np.testing.assert_allclose(patched, reference, rtol=1e-6, atol=1e-6)
+    # the hooks do act: the same values shifted by one token change the NLL
+    shifted = item_nll(model, items, DEVICE, lambda i: hooks.replace(
+        {c: (lambda value, saved=cache[i][c]: saved.roll(1, dims=1)) for c in hooks.blocks()}))
+    assert np.abs(shifted - reference).max() > 1e-3
 
 
 def test_restoring_every_block_recovers_all_of_the_quantization_loss(model, items):
@@ -129,7 +133,21 @@ def test_head_features_are_attention_statistics(model, items):
     features = head_features(model, items, DEVICE)
     assert len(features) == len(items.languages) * 2 * 2
     assert (features["sink_mass"].between(0, 1)).all() and (features["entropy"] >= 0).all()
-    assert (features["distance"] >= 0).all()
+    # one item, scored alone, by hand: attention of layer 1, head 0 over its query positions 1..
+    item = items.batches[0][0]
+    input_ids, mask = items.padded(0, DEVICE)
+    row = items.batches[0].index(item)
+    length = int(mask[row].sum())
+    with torch.no_grad():
+        probs = model(input_ids=input_ids[row:row + 1, :length], output_attentions=True).attentions[1][0, 0]
+    entropy = [-sum(float(p) * np.log(float(p)) for p in probs[q, : q + 1] if p > 0)
+               for q in range(1, length)]
+    distance = [sum(float(probs[q, k]) * (q - k) for k in range(q + 1)) for q in range(1, length)]
+    sink = [float(probs[q, 0]) for q in range(1, length)]
+    got = features[(features["item"] == item) & (features["layer"] == 1) & (features["head"] == 0)].iloc[0]
+    assert got["entropy"] == pytest.approx(np.mean(entropy), rel=1e-4)
+    assert got["distance"] == pytest.approx(np.mean(distance), rel=1e-4)
+    assert got["sink_mass"] == pytest.approx(np.mean(sink), rel=1e-4)
 
 
 def _planted(seed: int = 0) -> pd.DataFrame:

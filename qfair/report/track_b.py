@@ -14,6 +14,7 @@ from qfair.report.latex import ABSENT, escape, fmt, fmt_pct
 from qfair.report.style import PAGE_WIDTH, new_figure
 
 KEYS = ("heads", "specific", "mixed", "universal", "items", "attribution-median", "attribution-min",
+        "languages", "languages-with-loss",
         "top-block", "top-block-share", "top-quantized-block", "top-quantized-block-rho",
         "most-sensitive", "least-sensitive", "overlap", "expected-overlap")
 PREFIX = "trackb/"
@@ -40,17 +41,20 @@ def track_b_numbers(results, params) -> dict[str, str]:
     agreement = results.attribution_check["spearman"].dropna()
     blocks = results.mediation[results.mediation["kind"] != "head"]
     by_block = blocks.groupby("component")["recovered_share"].median()  # robust to tiny denominators
-    rho = results.block_quantization.groupby("component")["rel_degradation"].mean()
+    one_block = results.block_quantization.groupby("component")["rel_degradation"].mean()
     sensitivity = results.interpretability_languages.set_index("language")["ablation_sensitivity"]
+    rho = results.interpretability_languages["rho"]
     numbers |= {
+        PREFIX + "languages": str(len(rho)),
+        PREFIX + "languages-with-loss": str(int((rho > 0).sum())),  # those with a defined share
         PREFIX + "heads": str(len(results.specificity)),
         **{PREFIX + name: str(int(classes.get(name, 0))) for name in ("specific", "mixed", "universal")},
         PREFIX + "attribution-median": fmt(float(agreement.median())) if len(agreement) else ABSENT,
         PREFIX + "attribution-min": fmt(float(agreement.min())) if len(agreement) else ABSENT,
         PREFIX + "most-sensitive": escape(str(sensitivity.idxmax())),
         PREFIX + "least-sensitive": escape(str(sensitivity.idxmin())),
-        PREFIX + "top-quantized-block": escape(str(rho.idxmax())),
-        PREFIX + "top-quantized-block-rho": fmt_pct(float(rho.max()), 2),
+        PREFIX + "top-quantized-block": escape(str(one_block.idxmax())),
+        PREFIX + "top-quantized-block-rho": fmt_pct(float(one_block.max()), 2),
     }
     if by_block.notna().any():
         numbers[PREFIX + "top-block"] = escape(str(by_block.idxmax()))
