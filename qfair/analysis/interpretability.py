@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
@@ -22,9 +21,9 @@ from qfair.analysis.patching import (
     attribution,
     block_quantization,
     cache_values,
+    cached_means,
     head_features,
     item_nll,
-    mean_values,
     mediation,
     relative_change,
 )
@@ -77,10 +76,11 @@ def run_interpretability(model: torch.nn.Module, items: ItemSet, n_head: int, ip
     specificity = head_specificity(head_features(model, items, device), ip.specific_min, ip.universal_max,
                                    alpha, ip.null_resamples, ip.seed)
     full_precision = item_nll(model, items, device, desc="full precision")
-    means = mean_values(model, hooks, items, components, device)
+    # one recording pass serves both the ablation means and the mediation cache
+    cache = cache_values(model, hooks, items, components, device)
+    means = cached_means(items, cache, device)
     ablated = ablation(model, hooks, items, components, means, full_precision, device)
     estimated = attribution(model, hooks, items, components, means, full_precision, device)
-    cache = cache_values(model, hooks, items, components, device)
 
     linears = target_linears(model, exclude_modules)
     snapshot = WeightSnapshot(linears)
@@ -95,15 +95,6 @@ def run_interpretability(model: torch.nn.Module, items: ItemSet, n_head: int, ip
     rho = relative_change(items, quantized, full_precision)
     return InterpretabilityRun(specificity, ablated, estimated, attribution_agreement(ablated, estimated),
                                mediated, per_block, language_summary(ablated, mediated, rho))
-
-
-def check_languages_finite(frame: pd.DataFrame, columns: list[str]) -> None:
-    """The per-language summary must be finite where the ledger reads it."""
-    for column in columns:
-        values = frame[column].to_numpy(dtype=float)
-        if not np.isfinite(values).all():
-            raise FloatingPointError(f"interpretability: {column} is not finite for "
-                                     f"{frame.loc[~np.isfinite(values), 'language'].tolist()}")
 
 
 def interpretability_metrics(run: InterpretabilityRun) -> dict:

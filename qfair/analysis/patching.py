@@ -77,8 +77,8 @@ def head_features(model: torch.nn.Module, items: ItemSet, device: torch.device) 
     """B-001's measurement: one row per (item, layer, head) with the attention features of
     qfair.analysis.heads (the model must return attention probabilities: eager attention)."""
     rows = []
-    for batch in items.batches:
-        input_ids, mask = (to_device(a, device) for a in items.tokens.padded(batch, items.pad_id))
+    for index, batch in enumerate(items.batches):
+        input_ids, mask = items.padded(index, device)
         attentions = model(input_ids=input_ids, attention_mask=mask, output_attentions=True,
                            use_cache=False).attentions
         probs = torch.stack(attentions, dim=1).float()  # [batch, layer, head, query, key]
@@ -144,21 +144,24 @@ def _masked_sum(value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (value.double() * mask[..., None]).sum(dim=(0, 1))
 
 
+def cached_means(items: ItemSet, cache: list[dict[Component, torch.Tensor]],
+                 device: torch.device) -> dict[Component, torch.Tensor]:
+    """Each component's mean value over every real token, from :func:`cache_values`' values."""
+    sums: dict[Component, torch.Tensor] = {}
+    count = 0
+    for index, values in enumerate(cache):
+        mask = items.padded(index, device)[1]
+        for component, value in values.items():
+            total = _masked_sum(value, mask)
+            sums[component] = total if component not in sums else sums[component] + total
+        count += int(mask.sum())
+    return {component: total / count for component, total in sums.items()}
+
+
 def mean_values(model: torch.nn.Module, hooks: ComponentHooks, items: ItemSet,
                 components: Sequence[Component], device: torch.device) -> dict[Component, torch.Tensor]:
     """Each component's mean value over every real token of the item set."""
-    sums: dict[Component, torch.Tensor] = {}
-    count = 0
-    with torch.no_grad():
-        for index in range(len(items.batches)):
-            input_ids, mask = items.padded(index, device)
-            with hooks.record(list(components)) as values:
-                model(input_ids=input_ids, attention_mask=mask, use_cache=False)
-            for component, value in values.items():
-                total = _masked_sum(value, mask)
-                sums[component] = total if component not in sums else sums[component] + total
-            count += int(mask.sum())
-    return {component: (total / count) for component, total in sums.items()}
+    return cached_means(items, cache_values(model, hooks, items, components, device), device)
 
 
 def _constant(mean: torch.Tensor) -> Replacement:
