@@ -366,12 +366,14 @@ class CompressParams(Strict):
         return names
 
 
-class LaaciqRule(Strict):
-    """EXP-031's pre-registered decision rule (computed by the compress_sweep stage)."""
+class RangeReductionRule(Strict):
+    """A config comparison (EXP-031, EXP-036..038): does ``treatment`` cut ``baseline``'s disparity
+    range by at least ``min_range_reduction`` while its mean relative degradation rises by less than
+    ``max_mean_rel_degradation_increase``? (Statistics: the compare_configs stage.)"""
 
     id: str
     statement: str
-    kind: Literal["laaciq_vs_aciq"]
+    kind: Literal["range_reduction"]
     treatment: str
     baseline: str
     min_range_reduction: float = Field(gt=0, lt=1)
@@ -426,7 +428,7 @@ class NotRunRule(Strict):
     reason: str
 
 
-Hypothesis = Annotated[LaaciqRule | CorrelationRule | SignTestRule | OverlapRule | NotRunRule,
+Hypothesis = Annotated[RangeReductionRule | CorrelationRule | SignTestRule | OverlapRule | NotRunRule,
                        Field(discriminator="kind")]
 
 
@@ -545,7 +547,7 @@ class Params(Strict):
         if problem:
             raise _KeyedError("analysis.holm_family", problem)
         for index, rule in enumerate(self.hypotheses):
-            if isinstance(rule, LaaciqRule):
+            if isinstance(rule, RangeReductionRule):
                 for field in ("treatment", "baseline"):
                     if getattr(rule, field) not in self.compress.configs:
                         raise _KeyedError(f"hypotheses.{index}.{field}",

@@ -59,6 +59,8 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
   fi
 fi
 # The lock pins every package; torch==2.13.0 must resolve to the CPU build (see README).
-.venv/bin/python -m pip install --quiet -r requirements/lock-cpu.txt
+# hqq ships as an sdist whose setup builds CUDA kernels unless DISABLE_CUDA=1 (qfair needs only its
+# Python quantizer).
+DISABLE_CUDA=1 .venv/bin/python -m pip install --quiet -r requirements/lock-cpu.txt
 .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 echo "setup: done ($(.venv/bin/python -c 'import torch, transformers, dvc.version as d; print("torch", torch.__version__, "transformers", transformers.__version__, "dvc", d.__version__)'))"

@@ -18,7 +18,7 @@ from qfair.stage import run_stage
 def main() -> None:
     params = load_params()
     cp = params.compress
-    rules = [r for r in params.hypotheses if r.kind == "laaciq_vs_aciq"]
+    rules = [r for r in params.hypotheses if r.kind == "range_reduction"]
     items = pd.read_csv(paths.SWEEP / "items.csv")
     table = comparison_table(items, rules, cp.bootstrap_resamples, params.eval.confidence, cp.seed,
                              params.eval.ci_method)

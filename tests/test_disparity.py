@@ -17,7 +17,7 @@ from qfair.analysis.disparity import (
     terciles,
     threshold_bits,
 )
-from qfair.analysis.ledger import INCONCLUSIVE, REJECTED, SUPPORTED, laaciq_verdict
+from qfair.analysis.ledger import INCONCLUSIVE, REJECTED, SUPPORTED, range_reduction_verdict
 from qfair.analysis.sweep import (
     comparison_table,
     disparity_table,
@@ -188,8 +188,8 @@ def _laaciq(rr: float, rr_low: float, rr_high: float, mri: float, mri_low: float
     (_laaciq(0.30, 0.10, 0.50, 0.10, 0.06, 0.20), REJECTED),        # mean-rel CI above it
     (_laaciq(0.0, np.nan, np.nan, 0.0, np.nan, np.nan), INCONCLUSIVE),  # degenerate bootstrap
 ])
-def test_laaciq_verdict_truth_table(result: dict[str, float], expected: str) -> None:
-    assert laaciq_verdict(result, min_range_reduction=0.20,
+def test_range_reduction_verdict_truth_table(result: dict[str, float], expected: str) -> None:
+    assert range_reduction_verdict(result, min_range_reduction=0.20,
                           max_mean_rel_degradation_increase=0.05) == expected
 
 
@@ -299,9 +299,9 @@ def test_threshold_table(per_language) -> None:
 
 
 def test_comparison_table_is_the_paired_comparison_of_each_rule(items) -> None:
-    from qfair.params import LaaciqRule
+    from qfair.params import RangeReductionRule
 
-    rule = LaaciqRule(id="L-1", statement="s", kind="laaciq_vs_aciq", treatment="rtn-w4-ch-asym",
+    rule = RangeReductionRule(id="L-1", statement="s", kind="range_reduction", treatment="rtn-w4-ch-asym",
                       baseline="rtn-w2-tensor-sym", min_range_reduction=0.2,
                       max_mean_rel_degradation_increase=0.05)
     with warnings.catch_warnings():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from qfair.analysis.ledger import METRICS, check_family, check_metric, evaluate_ledger
-from qfair.params import CorrelationRule, LaaciqRule, NotRunRule, OverlapRule, SignTestRule
+from qfair.params import CorrelationRule, NotRunRule, OverlapRule, RangeReductionRule, SignTestRule
 
 CONFIGS = ["rtn-w4-ch-sym", "bnb-nf4"]
 LANGUAGES = ["am", "ar", "bn", "de", "en", "es", "fr", "hi", "sw", "yo", "zh", "ur"]
@@ -83,7 +83,7 @@ SIGN = SignTestRule(id="S-1", statement="attention heavier", kind="sign_test", u
                     x="attn_kurtosis", y="mlp_kurtosis", direction="greater")
 NOT_RUN = NotRunRule(id="N-1", statement="needs a second model size", kind="not_run",
                      reason="one model size in this profile")
-LAACIQ = LaaciqRule(id="L-1", statement="LA-ACIQ narrows the range", kind="laaciq_vs_aciq",
+LAACIQ = RangeReductionRule(id="L-1", statement="LA-ACIQ narrows the range", kind="range_reduction",
                     treatment="laaciq-uniform-w4-ch", baseline="aciq-laplace-w4-ch",
                     min_range_reduction=0.2, max_mean_rel_degradation_increase=0.05)
 COMPARISONS = pd.DataFrame([  # the compare_configs stage's table (results/sweep/comparisons.csv)

@@ -256,7 +256,7 @@ def test_cross_field_errors_name_their_key(raw: dict) -> None:
     lines = _error_lines(_error(_with(raw, "corpus.languages", ["fr_FR", "yo", "hi_IN", "ko"])))
     assert "corpus.reference_language" in lines, lines
     data = copy.deepcopy(raw)
-    index = next(i for i, rule in enumerate(data["hypotheses"]) if rule["kind"] == "laaciq_vs_aciq")
+    index = next(i for i, rule in enumerate(data["hypotheses"]) if rule["kind"] == "range_reduction")
     data["hypotheses"][index]["treatment"] = "rtn-w7-ch-sym"
     assert f"hypotheses.{index}.treatment" in _error_lines(_error(data))
 

@@ -43,6 +43,9 @@ METRICS = {
         "token_premium": "tokens relative to corpus.reference_language on the parallel test set",
         "outlier_layer_share": "share of block-output norm in the outlier layers (attention + MLP)",
         "effective_kurtosis": "sum over layers: normalised block-output norm x layer kurtosis",
+        "act_kurtosis_mean": "mean over compressed layers of the excess kurtosis of the layer's inputs",
+        "act_channel_max_over_median_mean": "mean over compressed layers of the largest over the median "
+                                            "per-channel input absmax",
     },
     "layer": {
         "layer_index": "block index",
@@ -95,7 +98,7 @@ def check_family(family: Sequence[str], rules: Sequence) -> str | None:
     return f"listed more than once: {repeated}" if repeated else None
 
 
-def laaciq_verdict(result: dict[str, float], min_range_reduction: float,
+def range_reduction_verdict(result: dict[str, float], min_range_reduction: float,
                    max_mean_rel_degradation_increase: float) -> str:
     """EXP-031's rule on its two conditions (range reduction, relative mean-degradation increase).
 
@@ -206,8 +209,8 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], comparison
                     confidence: float, seed: int, holm_family: Sequence[str] | None = None) -> list[dict]:
     """One record per hypothesis, in params order, with statistic, CI, Holm-adjusted p, verdict.
 
-    ``comparisons``: one row per ``laaciq_vs_aciq`` rule, by ``id`` (the compare_configs stage's
-    table, :func:`qfair.analysis.sweep.comparison_table`); its decision is :func:`laaciq_verdict`.
+    ``comparisons``: one row per ``range_reduction`` rule, by ``id`` (the compare_configs stage's
+    table, :func:`qfair.analysis.sweep.comparison_table`); its decision is :func:`range_reduction_verdict`.
 
     ``holm_family``: the pre-registered ids corrected together (None: every test). A test
     outside it is corrected alone (``p_holm = p``). Each record of a test says ``holm_family``
@@ -223,7 +226,7 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], comparison
         if rule.kind == "not_run":
             records.append({**base, "verdict": NOT_RUN, "reason": rule.reason})
             continue
-        if rule.kind == "laaciq_vs_aciq":
+        if rule.kind == "range_reduction":
             found = by_id.get(rule.id)
             if found is None:
                 raise KeyError(f"hypothesis {rule.id}: results/sweep/comparisons.csv has no row for it "
@@ -238,7 +241,7 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], comparison
                             **{k: found[k] for k in ("mean_rel_degradation_increase",
                                                      "mean_rel_degradation_increase_ci_low",
                                                      "mean_rel_degradation_increase_ci_high")},
-                            "verdict": laaciq_verdict(found, rule.min_range_reduction,
+                            "verdict": range_reduction_verdict(found, rule.min_range_reduction,
                                                       rule.max_mean_rel_degradation_increase)})
             continue
         if rule.kind not in TESTED_KINDS:

@@ -26,6 +26,8 @@ from qfair.analysis.mechanisms import (
 from qfair.analysis.resource import ResourceLevels, resource_levels
 from qfair.io import read_json
 
+ACTIVATION_METRICS = ("act_kurtosis_mean", "act_channel_max_over_median_mean")  # joined for EXP-035
+
 
 @dataclass
 class MechanismsRun:
@@ -66,6 +68,9 @@ def run_mechanisms(params) -> MechanismsRun:
         "head": interpretability["head"],
     }
     tables["language"] = tables["language"].join(interpretability["language"], validate="one_to_one")
+    # EXP-035: how heavy-tailed each language's layer inputs are (the activation stage's summary)
+    inputs = pd.read_csv(paths.INPUT_OUTLIERS_LANGUAGES).set_index("language")
+    tables["language"] = tables["language"].join(inputs[list(ACTIVATION_METRICS)], validate="one_to_one")
     comparisons = pd.read_csv(paths.SWEEP_COMPARISONS)  # the compare_configs stage's statistics
     ledger = evaluate_ledger(params.hypotheses, tables, comparisons,
                              ap.alpha, ap.permutation_resamples, ap.bootstrap_resamples,

@@ -84,7 +84,7 @@ def comparison_table(items: pd.DataFrame, rules: list, resamples: int, confidenc
     """One row per EXP-031-style rule: its treatment config against its baseline, with paired CIs.
 
     The statistics only (:func:`qfair.analysis.disparity.comparison`); the ledger applies each
-    rule's decision (:func:`qfair.analysis.ledger.laaciq_verdict`). Per-item NLLs are needed here,
+    rule's decision (:func:`qfair.analysis.ledger.range_reduction_verdict`). Per-item NLLs are needed here,
     so this runs where the sweep's ``items.csv`` is (the scale run's GPU machine included).
     """
     languages = sorted(items.loc[items["config"] == "fp", "language"].unique())

@@ -7,6 +7,7 @@ once per language.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -14,33 +15,47 @@ from torch import nn
 from qfair.scoring.causal import model_device, padded_batches
 
 
-@torch.no_grad()
-def input_second_moments(model: nn.Module, linears: dict[str, nn.Linear], tokenizer,
-                         texts: Sequence[str], batch_tokens: int, max_tokens: int,
-                         covariances: bool = False) -> tuple[dict[str, torch.Tensor], int,
-                                                           dict[str, torch.Tensor] | None]:
-    """Per target layer, ``E[x_j^2]`` over the non-padding tokens of ``texts`` (float64).
+@dataclass
+class InputStats:
+    """One language's inputs to every target layer, per input channel ``j`` (float64, on the CPU)."""
 
-    Returns the moments, the token count (so moments of several languages can be pooled) and,
-    with ``covariances``, each layer's ``E[x x^T]`` (``[in, in]``, float64: GPTQ's Hessian up to a
-    factor of 2). The moments are summed on their own, so asking for covariances leaves them
-    bit-identical.
+    moments: dict[str, torch.Tensor]  # E[x_j^2]: LA-ACIQ, Wanda
+    mean_abs: dict[str, torch.Tensor]  # E|x_j|: AWQ's activation magnitude
+    absmax: dict[str, torch.Tensor]  # max |x_j|: static activation ranges, SmoothQuant
+    count: int  # non-padding tokens (so statistics of several languages can be pooled)
+    covariances: dict[str, torch.Tensor] | None = None  # E[x x^T] ([in, in]): GPTQ's Hessian
+
+
+@torch.no_grad()
+def input_statistics(model: nn.Module, linears: dict[str, nn.Linear], tokenizer, texts: Sequence[str],
+                     batch_tokens: int, max_tokens: int, covariances: bool = False) -> InputStats:
+    """Per target layer, the statistics of :class:`InputStats` over the non-padding tokens of ``texts``.
+
+    Each statistic is summed on its own, so asking for covariances leaves the others bit-identical.
     """
     device = model_device(model)
+
+    def zeros(lin: nn.Linear, *shape: int) -> torch.Tensor:
+        return torch.zeros(*shape or (lin.in_features,), dtype=torch.float64, device=device)
+
     # Sums stay on the model's device (no host sync per layer and batch); moved to CPU once.
-    sums = {name: torch.zeros(lin.in_features, dtype=torch.float64, device=device)
-            for name, lin in linears.items()}
-    outer = ({name: torch.zeros(lin.in_features, lin.in_features, dtype=torch.float64, device=device)
-              for name, lin in linears.items()} if covariances else None)
+    squares = {name: zeros(lin) for name, lin in linears.items()}
+    absolute = {name: zeros(lin) for name, lin in linears.items()}
+    maxima = {name: zeros(lin) for name, lin in linears.items()}
+    outer = ({name: zeros(lin, lin.in_features, lin.in_features) for name, lin in linears.items()}
+             if covariances else None)
     state: dict[str, torch.Tensor] = {}
 
     def hook(name: str):
         def accumulate(module: nn.Module, args: tuple) -> None:
-            x = args[0].reshape(-1, args[0].shape[-1])[state["keep"]]
-            sums[name] += x.double().square().sum(0).to(device)
+            x = args[0].reshape(-1, args[0].shape[-1])[state["keep"]].double().to(device)
+            squares[name] += x.square().sum(0)
+            magnitude = x.abs()
+            absolute[name] += magnitude.sum(0)
+            if len(magnitude):
+                torch.maximum(maxima[name], magnitude.amax(0), out=maxima[name])
             if outer is not None:
-                wide = x.double().to(device)
-                outer[name] += wide.T @ wide
+                outer[name] += x.T @ x
         return accumulate
 
     handles = [lin.register_forward_pre_hook(hook(name)) for name, lin in linears.items()]
@@ -53,6 +68,9 @@ def input_second_moments(model: nn.Module, linears: dict[str, nn.Linear], tokeni
     finally:
         for handle in handles:
             handle.remove()
-    moments = {name: (total / count).cpu() for name, total in sums.items()}
-    return moments, count, None if outer is None else {name: (total / count).cpu()
-                                                       for name, total in outer.items()}
+
+    def mean(sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: (total / count).cpu() for name, total in sums.items()}
+
+    return InputStats(mean(squares), mean(absolute), {n: m.cpu() for n, m in maxima.items()}, count,
+                      None if outer is None else mean(outer))

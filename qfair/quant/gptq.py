@@ -110,4 +110,4 @@ def gptq_quantize(weight: torch.Tensor, hessian: torch.Tensor, bits: int, granul
 def layer_error(weight: torch.Tensor, quantized: torch.Tensor, hessian: torch.Tensor) -> float:
     """GPTQ's objective ``tr((W - Q) H (W - Q)^T)`` (float64)."""
     delta = (weight.double() - quantized.double())
-    return float(torch.einsum("oi,ij,oj->", delta, hessian.double(), delta))
+    return float(torch.einsum("oi,ij,oj->", delta, hessian.to(delta.device).double(), delta))

@@ -31,7 +31,7 @@ from qfair.analysis.resource import ResourceLevels, resource_levels
 from qfair.analysis.sweep import disparity_table, per_language_table, threshold_table
 from qfair.io import atomic_path, sha256_file
 from qfair.models.linears import target_linears
-from qfair.quant.calibration import input_second_moments
+from qfair.quant.calibration import input_statistics
 from qfair.quant.configs import CompressionConfig, check_group_sizes, parse_config
 from qfair.quant.methods import Calibration, MethodSettings, SweepContext, WeightSnapshot
 from qfair.scoring.causal import model_device, score_items
@@ -51,21 +51,21 @@ class SweepSettings:
 
 def calibrate(model: torch.nn.Module, tokenizer, texts: Texts, settings: SweepSettings,
               covariances: bool = False) -> Calibration:
-    """Per-language input statistics of every target layer (with ``covariances``: GPTQ's too)."""
+    """Per-language input statistics of every target layer (with ``covariances``: GPTQ's too),
+    measured once and shared by every method of the sweep."""
     linears = target_linears(model, settings.exclude_modules)
     languages = sorted(texts)
-    per_language, tokens, outer = [], [], []
-    for lang in tqdm(languages, desc="calibrate", mininterval=2):
-        moments, count, covariance = input_second_moments(
-            model, linears, tokenizer, list(texts[lang].values()), settings.batch_tokens,
-            settings.max_tokens, covariances)
-        per_language.append(moments)
-        tokens.append(count)
-        outer.append(covariance)
-    stacked = {name: torch.stack([m[name] for m in per_language]) for name in linears}
-    return Calibration(languages, stacked, torch.tensor(tokens, dtype=torch.float64),
-                       {name: torch.stack([c[name] for c in outer]) for name in linears}
-                       if covariances else None)
+    stats = [input_statistics(model, linears, tokenizer, list(texts[lang].values()), settings.batch_tokens,
+                              settings.max_tokens, covariances)
+             for lang in tqdm(languages, desc="calibrate", mininterval=2)]
+
+    def stack(field: str) -> dict[str, torch.Tensor]:
+        return {name: torch.stack([getattr(s, field)[name] for s in stats]) for name in linears}
+
+    tokens = torch.tensor([s.count for s in stats], dtype=torch.float64)
+    return Calibration(languages, stack("moments"), tokens,
+                       stack("covariances") if covariances else None,
+                       mean_abs=stack("mean_abs"), absmax=stack("absmax"))
 
 
 def _dtype_name(model: torch.nn.Module) -> str:
@@ -132,9 +132,10 @@ def sweep_fingerprint(model_path: Path, dtype: str, device: str, texts: Texts,
               "libraries": {name: _version(name) for name in LIBRARIES},
               "calibration_languages": calibration.languages}
     digest.update(json.dumps(header, sort_keys=True, ensure_ascii=False).encode("utf-8"))
-    for name in sorted(calibration.moments):
-        digest.update(name.encode("utf-8"))
-        _tensor_digest(digest, calibration.moments[name])
+    for field in ("moments", "mean_abs", "absmax"):
+        for name in sorted(getattr(calibration, field) or {}):
+            digest.update(f"{field}:{name}".encode())
+            _tensor_digest(digest, getattr(calibration, field)[name])
     _tensor_digest(digest, calibration.tokens)
     return digest.hexdigest()
 

@@ -213,7 +213,7 @@ CATALOGUE: tuple[Experiment, ...] = (
         functions=(
             "qfair.quant.laaciq.laaciq_clip",
             "qfair.analysis.sweep.comparison_table",
-            "qfair.analysis.ledger.laaciq_verdict",
+            "qfair.analysis.ledger.range_reduction_verdict",
         ),
         outputs=(
             "results/sweep/comparisons.csv",

@@ -39,7 +39,7 @@ HYPOTHESIS_FIELDS = {
     "correlation": ("value", "sign", "ci", "p", "p-holm", "partial-r", "partial-p", "pearson-r",
                     "permutation-p", "n", "loo"),
     "sign_test": ("value", "sign", "ci", "p", "p-holm", "n"),
-    "laaciq_vs_aciq": ("value", "sign", "ci", "value-pct", "ci-pct", "mean-increase-pct"),
+    "range_reduction": ("value", "sign", "ci", "value-pct", "ci-pct", "mean-increase-pct"),
     "overlap": ("value", "sign", "ci", "p", "p-holm", "n"),
 }
 DISPARITY_FIELDS = ("range", "range-ci", "mean", "mean-ci", "worst", "worst-ci", "worst-language")
@@ -95,7 +95,7 @@ def _hypotheses(results: Results) -> dict[str, str]:
             numbers[f"{key}/n"] = str(int(row["n"]))
         if row.get("loo_max_language"):
             numbers[f"{key}/loo"] = f"[{fmt(row['loo_min'])}, {fmt(row['loo_max'])}]"
-        if row["kind"] == "laaciq_vs_aciq":
+        if row["kind"] == "range_reduction":
             numbers[f"{key}/value-pct"] = fmt_pct(row["value"])
             numbers[f"{key}/ci-pct"] = f"[{fmt_pct(row['ci_low'])}, {fmt_pct(row['ci_high'])}]"
             numbers[f"{key}/mean-increase-pct"] = fmt_pct(row["mean_rel_degradation_increase"])
@@ -311,7 +311,7 @@ def _rules(params: Params) -> dict[str, str]:
     """Pre-registered thresholds of the hypotheses (params), quoted by the method section."""
     numbers = {}
     for rule in params.hypotheses:
-        if rule.kind == "laaciq_vs_aciq":
+        if rule.kind == "range_reduction":
             numbers[f"rule/{rule.id}/min-range-reduction"] = fmt_pct(rule.min_range_reduction, 0)
             numbers[f"rule/{rule.id}/max-mean-increase"] = fmt_pct(rule.max_mean_rel_degradation_increase, 0)
         elif rule.kind == "correlation":

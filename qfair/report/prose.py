@@ -44,7 +44,7 @@ def narrative(results: Results, params: Params) -> dict[str, str]:
     else:
         mechanism = "None of the mechanisms proposed by the earlier prototype is supported on this model"
     rows = results.disparity.set_index("config")["range"]
-    rule = next((r for r in params.hypotheses if r.kind == "laaciq_vs_aciq"), None)
+    rule = next((r for r in params.hypotheses if r.kind == "range_reduction"), None)
     oracle_gain = None
     if rule is not None:
         widths = results.disparity.set_index("config")["bits"]  # the sweep's table names each width

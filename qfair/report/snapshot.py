@@ -65,7 +65,7 @@ def snapshot_markdown(train: dict, eval_metrics: dict, per_language: pd.DataFram
            if eval_metrics["dev"].get("unigram_fitted_on") == "dev" else "."),
     ]
     level = f"{confidence:.0%} CI"
-    for row in (r for r in ledger["hypotheses"] if r["kind"] == "laaciq_vs_aciq"):
+    for row in (r for r in ledger["hypotheses"] if r["kind"] == "range_reduction"):
         if "value" not in row:  # NOT RUN: say why
             lines.append(f"- {row['id']}: **{row['verdict']}**: {row.get('reason', '')}.")
             continue

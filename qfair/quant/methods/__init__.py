@@ -3,6 +3,8 @@
 Importing this package registers every method's names with :func:`qfair.quant.configs.parse_config`.
 """
 
+from qfair.quant.methods.activations import ActivationQuant, HadamardRotation, SmoothQuant
+from qfair.quant.methods.awq import Awq, Hqq
 from qfair.quant.methods.base import (
     Calibration,
     CompressionMethod,
@@ -17,9 +19,25 @@ from qfair.quant.methods.pruning import MagnitudePruning, Wanda
 from qfair.quant.methods.rounding import Aciq, MseClip, RoundToNearest
 
 __all__ = [
-    "Aciq", "BitsAndBytes", "Calibration", "CompressionMethod", "Gptq", "LanguageAwareAciq",
-    "LanguageAwareGptq", "LanguageOracle",
-    "MagnitudePruning", "MethodSettings", "MseClip", "RoundToNearest", "SweepContext", "Wanda",
+    "Aciq",
+    "ActivationQuant",
+    "Awq",
+    "BitsAndBytes",
+    "Calibration",
+    "CompressionMethod",
+    "Gptq",
+    "HadamardRotation",
+    "Hqq",
+    "LanguageAwareAciq",
+    "LanguageAwareGptq",
+    "LanguageOracle",
+    "MagnitudePruning",
+    "MethodSettings",
+    "MseClip",
+    "RoundToNearest",
+    "SmoothQuant",
+    "SweepContext",
+    "Wanda",
     "WeightSnapshot",
     "language_weights",
 ]

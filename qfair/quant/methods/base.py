@@ -27,33 +27,57 @@ class WeightSnapshot:
     def __init__(self, linears: dict[str, nn.Linear]) -> None:
         self.linears = linears
         self.weights = {name: lin.weight.detach().clone() for name, lin in linears.items()}
+        self.hooks: list[torch.utils.hooks.RemovableHandle] = []  # a method's input quantizers
+
+    def add_hook(self, handle: torch.utils.hooks.RemovableHandle) -> None:
+        """A hook a method registered on the model; removed with the next restore."""
+        self.hooks.append(handle)
+
+    def remove_hooks(self) -> None:
+        for handle in self.hooks:
+            handle.remove()
+        self.hooks.clear()
 
     @torch.no_grad()
     def restore(self) -> None:
+        """The loaded weights again, and no method's hooks."""
+        self.remove_hooks()
         for name, lin in self.linears.items():
             lin.weight.copy_(self.weights[name])
 
 
 @dataclass
 class Calibration:
-    """Per-language input second moments of every target layer, from calibration text."""
+    """Per-language input statistics of every target layer, from calibration text
+    (:class:`qfair.quant.calibration.InputStats`, stacked over languages)."""
 
     languages: list[str]
-    moments: dict[str, torch.Tensor]  # layer -> [languages, in_features]
+    moments: dict[str, torch.Tensor]  # layer -> [languages, in_features]: E[x_j^2]
     tokens: torch.Tensor  # [languages] calibration tokens per language
     covariances: dict[str, torch.Tensor] | None = None  # layer -> [languages, in, in]: E[x x^T]
+    mean_abs: dict[str, torch.Tensor] | None = None  # layer -> [languages, in]: E|x_j|
+    absmax: dict[str, torch.Tensor] | None = None  # layer -> [languages, in]: max |x_j|
 
     def input_norms(self) -> dict[str, torch.Tensor]:
         """Wanda's ``||x_j||`` over all calibration tokens of all languages."""
         return {name: (m * self.tokens[:, None]).sum(0).sqrt() for name, m in self.moments.items()}
 
+    def require(self, field: str, config: str) -> dict[str, torch.Tensor]:
+        """A per-layer statistic a config needs; ValueError naming both when it was not measured."""
+        values = getattr(self, field)
+        if values is None:
+            raise ValueError(f"config {config!r} needs the calibration statistic {field!r}")
+        return values
+
     def subset(self, languages: list[str]) -> Calibration:
         """The statistics of ``languages`` alone (the oracle calibrates on one language)."""
         index = [self.languages.index(lang) for lang in languages]
-        covariances = (None if self.covariances is None
-                       else {name: c[index] for name, c in self.covariances.items()})
-        return Calibration(list(languages), {name: m[index] for name, m in self.moments.items()},
-                           self.tokens[index], covariances)
+
+        def pick(values: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
+            return None if values is None else {name: v[index] for name, v in values.items()}
+
+        return Calibration(list(languages), pick(self.moments), self.tokens[index],
+                           pick(self.covariances), pick(self.mean_abs), pick(self.absmax))
 
 
 @dataclass(frozen=True)
@@ -145,6 +169,34 @@ def run_per_language(method: CompressionMethod, sweep: SweepContext) -> list[pd.
         method.apply(sweep.snapshot, sweep.calibration.subset([lang]), sweep.settings)
         frames.append(sweep.score(sweep.model, [lang], method.name))
     return frames
+
+
+def weighted_hessian(covariances: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_l w_l C_l / sum_l w_l`` of ``[languages, in, in]`` covariances."""
+    weights = weights.to(covariances.dtype)
+    if weights.shape != covariances.shape[:1] or bool((weights < 0).any()) or not float(weights.sum()) > 0:
+        raise ValueError(f"language weights must be {covariances.shape[0]} non-negative values with a "
+                         f"positive sum, got {weights.tolist()}")
+    return torch.einsum("l,lij->ij", weights, covariances) / weights.sum()
+
+
+def calibration_weights(calibration_set: str, calibration: Calibration,
+                        settings: MethodSettings) -> torch.Tensor:
+    """The per-language weights ``w_l`` of a named calibration set (module docstring)."""
+    languages = calibration.languages
+    if calibration_set == "reference":
+        if settings.reference_language not in languages:
+            raise ValueError(f"calibration set 'reference': {settings.reference_language!r} has no "
+                             f"calibration statistics (languages: {languages})")
+        return torch.tensor([float(lang == settings.reference_language) for lang in languages],
+                            dtype=torch.float64)
+    if calibration_set == "uniform":
+        return calibration.tokens.to(torch.float64)
+    if calibration_set == "mix":
+        return torch.tensor([settings.resource_share[lang] for lang in languages], dtype=torch.float64)
+    if calibration_set == "oracle":  # calibration holds one language: the oracle's own
+        return torch.ones(len(languages), dtype=torch.float64)
+    raise ValueError(f"unknown calibration set {calibration_set!r}")
 
 
 REGISTRY: list[type[CompressionMethod]] = []

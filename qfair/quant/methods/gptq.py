@@ -33,10 +33,12 @@ from qfair.quant.methods.base import (
     MethodSettings,
     SweepContext,
     bit_width,
+    calibration_weights,
     granularity,
     label,
     register,
     run_per_language,
+    weighted_hessian,
 )
 
 MINIMAX_ITERATIONS = 6  # reweighting rounds; the best round (smallest worst-language error) is kept
@@ -47,34 +49,6 @@ def _covariances(calibration: Calibration | None, config: str) -> Calibration:
     if calibration is None or calibration.covariances is None:
         raise ValueError(f"config {config!r} needs per-language input covariances (calibration)")
     return calibration
-
-
-def weighted_hessian(covariances: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``sum_l w_l C_l / sum_l w_l`` of ``[languages, in, in]`` covariances."""
-    weights = weights.to(covariances.dtype)
-    if weights.shape != covariances.shape[:1] or bool((weights < 0).any()) or not float(weights.sum()) > 0:
-        raise ValueError(f"language weights must be {covariances.shape[0]} non-negative values with a "
-                         f"positive sum, got {weights.tolist()}")
-    return torch.einsum("l,lij->ij", weights, covariances) / weights.sum()
-
-
-def calibration_weights(calibration_set: str, calibration: Calibration,
-                        settings: MethodSettings) -> torch.Tensor:
-    """The per-language weights ``w_l`` of a named calibration set (module docstring)."""
-    languages = calibration.languages
-    if calibration_set == "reference":
-        if settings.reference_language not in languages:
-            raise ValueError(f"calibration set 'reference': {settings.reference_language!r} has no "
-                             f"calibration statistics (languages: {languages})")
-        return torch.tensor([float(lang == settings.reference_language) for lang in languages],
-                            dtype=torch.float64)
-    if calibration_set == "uniform":
-        return calibration.tokens.to(torch.float64)
-    if calibration_set == "mix":
-        return torch.tensor([settings.resource_share[lang] for lang in languages], dtype=torch.float64)
-    if calibration_set == "oracle":  # calibration holds one language: the oracle's own
-        return torch.ones(len(languages), dtype=torch.float64)
-    raise ValueError(f"unknown calibration set {calibration_set!r}")
 
 
 @dataclass(frozen=True)
