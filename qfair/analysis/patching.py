@@ -75,7 +75,13 @@ def item_set(tokenizer, texts: dict[str, dict[str, str]], items_per_language: in
 @torch.no_grad()
 def head_features(model: torch.nn.Module, items: ItemSet, device: torch.device) -> pd.DataFrame:
     """B-001's measurement: one row per (item, layer, head) with the attention features of
-    qfair.analysis.heads (the model must return attention probabilities: eager attention)."""
+    qfair.analysis.heads (the model must return attention probabilities: eager attention).
+
+    Each feature of query position ``q`` (keys ``0..q``) is divided by its value under uniform causal
+    attention (entropy ``log(q + 1)``, distance ``q / 2``, sink mass ``1 / (q + 1)``) before the mean
+    over queries: otherwise a head that ignores the text still differs between languages whose
+    tokenizations of one verse differ in length, and B-001 would measure token count.
+    """
     rows = []
     for index, batch in enumerate(items.batches):
         input_ids, mask = items.padded(index, device)
@@ -89,10 +95,13 @@ def head_features(model: torch.nn.Module, items: ItemSet, device: torch.device) 
         count = weight.sum(dim=-1)
         positions = torch.arange(width, device=probs.device, dtype=torch.float32)
         offset = (positions[:, None] - positions[None, :]).clamp(min=0)  # q - k on and below the diagonal
+        keys = positions + 1  # keys a causal query at position q sees; q = 0 is never averaged
+        uniform = {"entropy": torch.where(keys > 1, keys.log(), 1.0),
+                   "distance": torch.where(keys > 1, positions / 2, 1.0), "sink_mass": 1 / keys}
         per_query = {
-            "entropy": -(probs * probs.clamp(min=1e-30).log()).sum(-1),
-            "distance": (probs * offset).sum(-1),
-            "sink_mass": probs[..., 0],
+            "entropy": -(probs * probs.clamp(min=1e-30).log()).sum(-1) / uniform["entropy"],
+            "distance": (probs * offset).sum(-1) / uniform["distance"],
+            "sink_mass": probs[..., 0] / uniform["sink_mass"],
         }
         values = {name: ((v * weight).sum(-1) / count).cpu().numpy() for name, v in per_query.items()}
         n_layer, n_head = probs.shape[1], probs.shape[2]
