@@ -22,9 +22,9 @@ from qfair.determinism import GLIBC_HWCAPS_OFF, PORTABLE_ENV
 from qfair.io import atomic_dir, write_json, write_text
 from qfair.params import Params, load_params
 from qfair.profile import PROFILES, available
+from qfair.report import deployed, track_b
 from qfair.report import figures as fig
 from qfair.report import tables as tab
-from qfair.report import track_b
 from qfair.report.experiments import appendix_tex
 from qfair.report.latex import REL, escape, numbers_tex
 from qfair.report.numbers import SCALE_PREFIX, report_numbers
@@ -50,6 +50,9 @@ FIGURES: dict[str, Callable[[Results, Params], Figure]] = {
         profile=p.profile,
     ),
     "clipping": lambda r, p: fig.clipping_comparison(r.disparity, tab.CLIPPING_CONFIGS, p.eval.confidence),
+    "deployed_methods": lambda r, p: deployed.disparity_by_family(r.disparity, p.eval.confidence, p.profile),
+    "calibration_language": lambda r, p: deployed.calibration_language(r.disparity, p.eval.confidence,
+                                                                       p.profile),
     "sink_mass": lambda r, p: fig.sink_mass(r.sink_heads),
     "tokenizer_premium": lambda r, p: fig.tokenizer_premium(r.premium),
     "head_specificity": lambda r, p: (
@@ -65,6 +68,7 @@ TABLES: dict[str, Callable[[Results, Params], str]] = {
     "ledger": lambda r, p: tab.ledger_table(r.ledger),
     "headline": lambda r, p: tab.disparity_table(r.disparity, tab.HEADLINE_CONFIGS),
     "clipping": lambda r, p: tab.clipping_table(r.disparity),
+    "deployed": lambda r, p: deployed.methods_table(r.disparity),
     "sweep_all": lambda r, p: tab.disparity_table(r.disparity, list(r.disparity["config"])),
     "pruning": lambda r, p: tab.disparity_table(
         r.disparity, [c for c in r.disparity["config"] if c.startswith("prune")]

@@ -26,6 +26,7 @@ import pandas as pd
 from qfair.analysis.ledger import REL_PREFIX
 from qfair.params import Params
 from qfair.quant.aciq import optimal_clip_ratio
+from qfair.report.deployed import deployed_numbers
 from qfair.report.latex import ABSENT, escape, fmt, fmt_ci, fmt_int, fmt_pct, fmt_sig
 from qfair.report.prose import load_templates, narrative, profile_text, replication_text
 from qfair.report.results import Results
@@ -390,6 +391,7 @@ def collect_numbers(
         _activation_outliers(results),
         _cost(results),
         track_b_numbers(results, params),
+        deployed_numbers(results),
         {"label/profile": escape(profile_label(params, results))},
         _method_constants(),
     ):
