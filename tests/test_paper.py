@@ -70,6 +70,7 @@ def test_typed_numbers_are_found(tex: str) -> None:
     r"The range is \qfnum{disp/rtn-w4-ch-sym/range} (EXP-001, B-003, EXP-007/008).",
     r"\includegraphics[width=0.9\linewidth]{exp007_scatter} \label{fig:exp007_scatter}",
     r"a 4-bit model, int8 and nf4, \texttt{rtn-w4-ch-sym}, UTF-8, SHA-256 % 0.37 in a comment",
+    r"\texttt{w8a8} and \texttt{smoothquant-a0.5-w4a8-tensor} are config names",
     r"rounding noise $\frac{a^2}{3 \cdot 4^M}$ \citep{banner2019aciq}",
 ])
 def test_allowed_digits_are_not_results(tex: str) -> None:

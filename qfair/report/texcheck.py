@@ -24,7 +24,7 @@ ALLOWED = re.compile(
     r"|\b[2-8]-bit\b|\bSHA-256\b|\bUTF-8\b|\b(?:cl100k|o200k)\b"
     r"|\b[BCD]-\d+[a-z]?"
     r"|\d*\.?\d+\s*(?:\\(?:linewidth|textwidth|columnwidth|baselineskip)|pt|em|ex|mm|cm|in)\b"
-    r"|\\texttt\{[a-z]+(?:-[a-z0-9]+)+\}"
+    r"|\\texttt\{[a-z][a-z0-9.]*(?:-[a-z0-9.]+)*\}"  # a config name (w4a8, smoothquant-a0.5-w4a8-tensor)
     r"|\b(?:int8|nf4|fp4|bf16|fp16|float32|LLM\.int8\(\)|GPT3\.int8\(\))"
     r"|\\pdfinfoomitdate=1"
     r"|\\(?:renewcommand|setcounter)\{\\?[A-Za-z]+\}\{[\d.]+\}"  # float placement parameters
