@@ -320,3 +320,6 @@ def test_overlap_without_specific_heads_is_not_testable(tables) -> None:
 def test_overlap_too_small_to_reach_alpha_is_not_testable(tables) -> None:
     [record] = run([OVERLAP], {**tables, "head": _heads([1, 0, 0, 0], [1, 0, 0, 0])})
     assert record["verdict"] == "NOT TESTABLE" and record["min_p"] == pytest.approx(0.25)
+    # the counts stay in the record (descriptive), only the p-value is withheld
+    assert record["overlap"] == 1 and record["expected_overlap"] == pytest.approx(0.25)
+    assert "p" not in record

@@ -283,7 +283,9 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], comparison
             estimate = (_estimate(rule, table) if rule.kind == "correlation"
                         else _overlap(rule, table, confidence) if rule.kind == "overlap"
                         else {"statistic": "share_x_greater", "value": wins / n})
-            estimate = {k: estimate[k] for k in ("statistic", "value") if k in estimate}
+            # descriptive only: the estimate (and an overlap's counts), no p-value
+            estimate = {k: estimate[k] for k in ("statistic", "value", "overlap", "expected_overlap")
+                        if k in estimate}
             records.append({**base, "n": n, "min_p": min_p, "verdict": NOT_TESTABLE,
                             "holm_family": False, **estimate, **({"left_out": left_out} if left_out else {}),
                             "reason": _not_testable(min_p, alpha / m, n, rule.unit, alpha, m)})
