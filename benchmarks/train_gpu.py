@@ -31,6 +31,7 @@ import torch
 from bench_gpu import read_split
 from transformers import AutoTokenizer, get_cosine_with_min_lr_schedule_with_warmup
 
+from qfair import process_group
 from qfair.analysis.sweep import disparity_table, per_language_table
 from qfair.io import read_jsonl
 from qfair.models.load import build_bloom, count_parameters, load_model
@@ -118,14 +119,14 @@ def main() -> None:
     if args.smoke:
         args.steps, args.log_every, args.batch_size, args.context = 20, 10, 8, 64
         args.calibration_items, BOOTSTRAP["resamples"] = 8, 100
-    device = distributed.setup("cuda" if torch.cuda.is_available() else "cpu")
-    if distributed.world_size() > 1:
+    device = process_group.setup("cuda" if torch.cuda.is_available() else "cpu")
+    if process_group.world_size() > 1:
         raise SystemExit("train_gpu.py trains on one GPU: run it with --nproc-per-node 1")
     dtype = "bfloat16" if device.type == "cuda" else "float32"
     args.out.mkdir(parents=True, exist_ok=True)
     report: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                    "launched_by_torchrun": distributed.launched(), "process_group": distributed.active(),
-                    "backend": torch.distributed.get_backend() if distributed.active() else None,
+                    "launched_by_torchrun": process_group.launched(), "process_group": process_group.active(),
+                    "backend": torch.distributed.get_backend() if process_group.active() else None,
                     "dtype": dtype, "smoke": args.smoke}
     print(f"[setup] {report}", flush=True)
 
@@ -224,7 +225,7 @@ def main() -> None:
           "(calibration, full precision and every config)", flush=True)
     print(disparity[["config", "range", "mean", "worst_language"]].to_string(index=False), flush=True)
     (args.out / "train_gpu.json").write_text(json.dumps(report, indent=2, default=str))
-    distributed.teardown()
+    process_group.teardown()
     if not all(math.isfinite(v) for v in report["sweep"]["mean_rel_degradation"].values()):
         raise SystemExit("non-finite relative degradation")
 

@@ -473,14 +473,21 @@ class InterpretabilityParams(Strict):
     universal_max: float = Field(gt=0)  # every feature's ratio below this: a universal head
     outlier_head_fraction: float = Field(gt=0, le=1)  # EXP-034: top share of heads by o-proj kurtosis
     null_resamples: int = Field(ge=99, le=100_000)  # label-shuffle permutations (B-001)
+    # B-005 repeated for a calibration-free activation quantizer (per-token ranges); absent: not run
+    activation_config: str | None = Field(default=None, pattern=r"^(w\d+a\d+|hadamard-w\d+a\d+)-token$")
+    # B-002 language-ID probes: folds grouped by parallel item, inverse L2 strength of the logistic
+    # probe; absent (a profile whose committed run predates B-002): the probes are not run
+    probe_folds: int | None = Field(default=None, ge=2)
+    probe_regularization: float | None = Field(default=None, gt=0)
     seed: int
 
-    @field_validator("config")
+    @field_validator("config", "activation_config")
     @classmethod
-    def _known_config(cls, name: str) -> str:
+    def _known_config(cls, name: str | None) -> str | None:
         from qfair.quant.configs import parse_config
 
-        parse_config(name)
+        if name is not None:
+            parse_config(name)
         return name
 
     @model_validator(mode="after")
@@ -488,7 +495,17 @@ class InterpretabilityParams(Strict):
         if self.universal_max >= self.specific_min:
             raise ValueError(f"universal_max ({self.universal_max}) must be below specific_min "
                              f"({self.specific_min})")
+        if (self.probe_folds is None) != (self.probe_regularization is None):
+            raise ValueError("probe_folds and probe_regularization go together (B-002): set both or neither")
+        if self.probe_folds is not None and self.probe_folds > self.items_per_language:
+            raise ValueError(f"probe_folds ({self.probe_folds}) exceeds items_per_language "
+                             f"({self.items_per_language}): a fold needs at least one parallel item")
         return self
+
+    @property
+    def probes(self) -> bool:
+        """Whether B-002 runs in this profile."""
+        return self.probe_folds is not None
 
 
 class Params(Strict):
@@ -557,6 +574,9 @@ class Params(Strict):
                 names += [(f"covariates[{i}]", c) for i, c in enumerate(getattr(rule, "covariates", []))]
                 for field, name in names:
                     problem = check_metric(rule.unit, name, self.compress.configs)
+                    if name == "probe_accuracy_drop" and not self.interpretability.probes:
+                        problem = ("probe_accuracy_drop needs the B-002 probes: set "
+                                   "interpretability.probe_folds and probe_regularization")
                     if problem:
                         raise _KeyedError(f"hypotheses.{index}.{field}", f"({rule.id}) {problem}")
         return self

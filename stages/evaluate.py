@@ -15,7 +15,7 @@ from functools import partial
 import pandas as pd
 from transformers import AutoTokenizer
 
-from qfair import paths
+from qfair import paths, process_group
 from qfair.analysis.resource import resource_levels
 from qfair.corpus.store import read_manifest, read_split
 from qfair.determinism import deterministic_cpu
@@ -23,7 +23,7 @@ from qfair.io import write_csv, write_json
 from qfair.models.hub import model_kind, preflight
 from qfair.models.load import load_model
 from qfair.params import load_params
-from qfair.scoring import causal, distributed
+from qfair.scoring import causal
 from qfair.scoring.cost import COST_COLUMNS, ENERGY_COLUMNS, cost_metrics, measure_cost
 from qfair.scoring.mlm import pll_bits_per_byte_note, score_items_pll
 from qfair.scoring.summary import add_unigram_nll, eval_metrics, language_summary, score_splits, unigram_split
@@ -35,7 +35,7 @@ def main() -> None:
     ev = params.eval
     preflight(params, model=False, flores=False)  # eval.device: cuda on a machine without CUDA
     deterministic_cpu(params.train.threads)
-    device = distributed.setup(ev.device)  # joins the torchrun group when launched by torchrun
+    device = process_group.setup(ev.device)  # joins the torchrun group when launched by torchrun
     model_dir = paths.final_model(params.profile)
     kind = model_kind(params)
     masked = kind == "masked_lm"
@@ -43,8 +43,8 @@ def main() -> None:
     model = load_model(model_dir, dtype=ev.dtype, device=str(device), kind=kind)
     splits = {split: read_split(paths.CORPUS, split) for split in ev.splits}
     items = score_splits(model, tokenizer, splits, masked, ev.batch_tokens, ev.max_tokens, ev.compile)
-    if not distributed.is_main():  # every rank holds the full result; one writes it
-        distributed.teardown()
+    if not process_group.is_main():  # every rank holds the full result; one writes it
+        process_group.teardown()
         return
     fitted_split = unigram_split(read_split(paths.CORPUS, "train"))
     add_unigram_nll(items, splits, read_split(paths.CORPUS, fitted_split))
@@ -67,7 +67,7 @@ def main() -> None:
     if not levels.complete:
         print(f"resource level: {levels.source}; none for {levels.missing} (empty resource_level cells)")
     measure_and_write_cost(model, tokenizer, splits, ev, masked, device)
-    distributed.teardown()
+    process_group.teardown()
 
 
 def measure_and_write_cost(model, tokenizer, splits, ev, masked: bool, device) -> None:

@@ -1,4 +1,4 @@
-"""Stage interpretability: Track B (B-001, B-003, B-004, B-005) on the final model
+"""Stage interpretability: Track B (B-001 to B-005) on the final model
 (qfair.analysis.interpretability)."""
 
 from transformers import AutoTokenizer
@@ -41,6 +41,13 @@ def main() -> None:
     write_csv(paths.INTERPRETABILITY / "mediation.csv", run.mediation,
               may_be_empty=["recovered_share"])
     write_csv(paths.INTERPRETABILITY / "block_quantization.csv", run.block_quantization)
+    if run.probes is not None:
+        write_csv(paths.INTERPRETABILITY / "probes.csv", run.probes)
+    if run.activation_mediation is not None:
+        write_csv(paths.INTERPRETABILITY / "mediation_activations.csv", run.activation_mediation,
+                  may_be_empty=["recovered_share"])
+        write_csv(paths.INTERPRETABILITY / "block_quantization_activations.csv",
+                  run.activation_block_quantization)
     write_csv(paths.INTERPRETABILITY / "languages.csv", run.languages,
               may_be_empty=["max_block_recovered_share"])
     metrics = interpretability_metrics(run)

@@ -3,7 +3,7 @@ train), or a published checkpoint materialized from the hub into the same folder
 
 import pandas as pd
 
-from qfair import paths
+from qfair import paths, process_group
 from qfair.determinism import deterministic_cpu
 from qfair.io import atomic_dir, write_csv, write_json
 from qfair.models.load import check_device, count_parameters
@@ -32,12 +32,17 @@ def main() -> None:
         return
     deterministic_cpu(params.train.threads)
     check_device(params.train.device)  # a cuda run on a machine without CUDA stops here, naming it
-    model, tokenizer, log, record = train_embedded(params, paths.TOKENIZER, paths.CORPUS,
-                                                   paths.checkpoints(params.profile))
-    with atomic_dir(paths.final_model(params.profile)) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tokenizer.save_pretrained(str(tmp))
-    write_log(log, paths.TRAIN_CURVES, paths.TRAIN_METRICS, count_parameters(model), record)
+    process_group.setup(params.train.device)  # under torchrun: DDP over its ranks (docs/gpu.md)
+    try:
+        model, tokenizer, log, record = train_embedded(params, paths.TOKENIZER, paths.CORPUS,
+                                                       paths.checkpoints(params.profile))
+        if process_group.is_main():
+            with atomic_dir(paths.final_model(params.profile)) as tmp:
+                model.save_pretrained(str(tmp), safe_serialization=True)
+                tokenizer.save_pretrained(str(tmp))
+            write_log(log, paths.TRAIN_CURVES, paths.TRAIN_METRICS, count_parameters(model), record)
+    finally:
+        process_group.teardown()
 
 
 if __name__ == "__main__":

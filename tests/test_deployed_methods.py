@@ -222,6 +222,29 @@ def test_static_ranges_need_calibration(model) -> None:
     calibration = Calibration(["xx"], {}, torch.ones(1))
     with pytest.raises(ValueError, match="absmax"):
         parse_config("w8a8-tensor").apply(snapshot, calibration)
+    with pytest.raises(ValueError, match="smoothquant-a0.5-w4a8-token"):  # its scales need the absmax
+        parse_config("smoothquant-a0.5-w4a8-token").apply(snapshot, None)
+
+
+@pytest.mark.parametrize("name", ["w4a4-token", "w16a4-token", "hadamard-w4a4-token"])
+def test_per_token_configs_run_without_calibration_as_with_it(model, name) -> None:
+    """Per-token ranges are dynamic: the calibration's absmax is not read (Track B applies these
+    without a calibration pass)."""
+    tokens = torch.randint(3, 200, (2, 12), generator=torch.Generator().manual_seed(1))
+    calibration = _calibration(model, tokens)
+    snapshot = WeightSnapshot(target_linears(model, ["lm_head"]))
+    config = parse_config(name)
+    assert not config.needs_input_ranges
+    try:
+        config.apply(snapshot, calibration)
+        with torch.no_grad():
+            calibrated = model(input_ids=tokens).logits
+        config.apply(snapshot, None)
+        with torch.no_grad():
+            uncalibrated = model(input_ids=tokens).logits
+    finally:
+        snapshot.restore()
+    assert torch.equal(calibrated, uncalibrated)
 
 
 @pytest.mark.parametrize(("name", "message"), [

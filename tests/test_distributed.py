@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from qfair import process_group
 from qfair.scoring import distributed
 from qfair.scoring.causal import encode_items, length_sorted_batches, score_items
 
@@ -50,9 +51,9 @@ def test_assign_batches_example() -> None:
 def test_without_torchrun_it_is_eval_score_items(tiny_model, tiny_tokenizer, tiny_corpus,
                                                  monkeypatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert not distributed.launched() and not distributed.active()
-    assert distributed.setup("cpu") == torch.device("cpu")
-    assert (distributed.rank(), distributed.world_size(), distributed.is_main()) == (0, 1, True)
+    assert not process_group.launched() and not process_group.active()
+    assert process_group.setup("cpu") == torch.device("cpu")
+    assert (process_group.rank(), process_group.world_size(), process_group.is_main()) == (0, 1, True)
     texts = tiny_corpus.texts("dev")[:30]
     ours = distributed.score_items(tiny_model, tiny_tokenizer, texts, 200, 1024)
     np.testing.assert_array_equal(ours.nll, score_items(tiny_model, tiny_tokenizer, texts, 200, 1024).nll)
@@ -61,7 +62,7 @@ def test_without_torchrun_it_is_eval_score_items(tiny_model, tiny_tokenizer, tin
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_setup_on_cuda_without_cuda_names_the_device() -> None:
     with pytest.raises(ValueError, match=r"'cuda'.*CUDA is not available"):
-        distributed.setup("cuda")
+        process_group.setup("cuda")
 
 
 # ------------------------------------------------------------------ two gloo ranks
@@ -77,14 +78,14 @@ def _rank_main(rank: int, world: int, port: int, model, tokenizer, texts, budget
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)  # as in the parent (conftest): the same CPU kernels
-    device = distributed.setup("cpu")
+    device = process_group.setup("cpu")
     try:
-        assert distributed.active() and distributed.world_size() == world
+        assert process_group.active() and process_group.world_size() == world
         scores = distributed.score_items(model.to(device), tokenizer, texts, budget, 1024)
         np.save(os.path.join(out_dir, f"nll_rank{rank}.npy"), scores.nll)
         np.save(os.path.join(out_dir, f"tokens_rank{rank}.npy"), scores.n_tokens)
     finally:
-        distributed.teardown()
+        process_group.teardown()
 
 
 def test_two_gloo_ranks_equal_one_process_exactly(tiny_model, tiny_tokenizer, tiny_corpus,

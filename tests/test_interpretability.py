@@ -20,6 +20,7 @@ from qfair.analysis.patching import (
     head_features,
     item_nll,
     item_set,
+    language_nll,
     mean_values,
     mediation,
 )
@@ -50,6 +51,13 @@ def test_components_are_named_and_checked(model):
     with (pytest.raises(ValueError, match="2 heads per layer"),
           hooks.replace({Component(0, "head", 5): lambda value: value})):
         pass
+
+
+def test_a_model_whose_projections_bypass_the_modules_is_refused(make_bloom):
+    bypassing = make_bloom(seed=2)
+    bypassing.config.pretraining_tp, bypassing.config.slow_but_exact = 2, True
+    with pytest.raises(ValueError, match="pretraining_tp=2 with slow_but_exact"):
+        ComponentHooks(bypassing, n_head=2)
 
 
 def test_record_matches_a_manual_forward_pass(model, items):
@@ -87,24 +95,29 @@ def test_patching_full_precision_values_into_the_same_model_changes_nothing(mode
     assert np.abs(shifted - reference).max() > 1e-3
 
 
-def test_restoring_every_block_recovers_all_of_the_quantization_loss(model, items):
+@pytest.mark.parametrize("config", ["rtn-w2-ch-sym", "w16a2-token"])
+def test_restoring_every_block_recovers_all_of_the_quantization_loss(model, items, config):
+    """For weight quantization and for input (activation) quantization by forward pre-hooks."""
     hooks = ComponentHooks(model, n_head=2)
     blocks = hooks.blocks()
     full_precision = item_nll(model, items, DEVICE)
     cache = cache_values(model, hooks, items, blocks, DEVICE)
     snapshot = WeightSnapshot(target_linears(model, ["lm_head"]))
     try:
-        parse_config("rtn-w2-ch-sym").apply(snapshot)
+        parse_config(config).apply(snapshot)
         quantized = item_nll(model, items, DEVICE)
         restored = item_nll(model, items, DEVICE, lambda i: hooks.replace(
             {c: (lambda value, saved=cache[i][c]: saved) for c in blocks}))
         shares = mediation(model, hooks, items, blocks, cache, quantized, full_precision, DEVICE)
     finally:
         snapshot.restore()
-    assert np.abs(quantized - full_precision).max() > 1e-3  # 2-bit weights do change the model
+    assert np.abs(quantized - full_precision).max() > 1e-3  # 2 bits do change the model
     np.testing.assert_allclose(restored, full_precision, rtol=1e-6, atol=1e-5)
     assert set(shares["component"]) == {c.name for c in blocks}
-    assert shares["recovered_share"].notna().any()
+    # a share is defined exactly for the languages whose NLL the quantization raised
+    raised = language_nll(items, quantized) > language_nll(items, full_precision)
+    defined = shares.groupby("language")["recovered_share"].apply(lambda v: v.notna().all())
+    assert (defined == raised.reindex(defined.index)).all()
     torch.testing.assert_close(target_linears(model, ["lm_head"])["transformer.h.0.mlp.dense_4h_to_h"].weight,
                                snapshot.weights["transformer.h.0.mlp.dense_4h_to_h"], rtol=0, atol=0)
 
@@ -193,3 +206,27 @@ def test_overlap_with_an_empty_cell_stays_finite():
     assert result["odds_ratio_method"] == "haldane-anscombe"
     assert np.isfinite([result["odds_ratio"], result["ci_low"], result["ci_high"]]).all()
     assert result["ci_low"] > 1  # 8 of 8 specific heads are outlier heads, 0 of 32 others
+
+
+def test_the_whole_track_b_run_on_a_tiny_model(model, items):
+    """run_interpretability end to end: every table, the probes and the activation mediation."""
+    from pathlib import Path
+
+    import yaml
+
+    from qfair.analysis.interpretability import interpretability_metrics, run_interpretability
+    from qfair.params import parse_params
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8"))
+    raw["interpretability"].update(null_resamples=99, items_per_language=8, activation_config="w16a2-token")
+    ip = parse_params(raw).interpretability
+    run = run_interpretability(model, items, 2, ip, ["lm_head"], 0.05, DEVICE)
+    languages = sorted(set(items.languages))
+    assert sorted(run.languages["language"]) == languages
+    assert set(run.languages.columns) >= {"ablation_sensitivity", "rho", "probe_accuracy_drop"}
+    assert set(run.probes["condition"]) == {"full_precision", "quantized", "transfer"}
+    assert run.probes["layer"].nunique() == model.config.n_layer + 1
+    assert set(run.activation_block_quantization["component"]) == {"L0.attn", "L0.mlp", "L1.attn", "L1.mlp"}
+    assert len(run.activation_mediation) == len(run.mediation)
+    metrics = interpretability_metrics(run)
+    assert {"probes", "activation_config", "top_mediating_block"} <= set(metrics)

@@ -182,6 +182,9 @@ def test_absent_numbers_cover_the_known_families_only() -> None:
     assert "disp/rtn-w7-ch-sym/range" not in absent  # a config no registry names
     assert absent["eval/udhr/languages"] == ABSENT and not any(k.startswith("eval/test/") for k in absent)
     assert absent["tok/qfair/mean"] == ABSENT and "tok/bloom-560m/mean" not in absent
+    # EXP-037's rule is pre-registered by the embedded profile; the paper profile does not run it
+    assert absent["rule/EXP-037/min-range-reduction"] == ABSENT
+    assert "rule/EXP-999/threshold" not in absent
 
 
 def _zipf_allocation() -> bool:

@@ -56,7 +56,9 @@ WITHOUT_SHARE = ["eng_Latn"]
 # Every config the paper ledger names, plus bitsandbytes int8 (real kernels, CPU).
 SWEEP = ["rtn-w8-ch-sym", "rtn-w4-ch-sym", "rtn-w3-ch-sym", "rtn-w4-g128-sym", "rtn-w4-g64-sym",
          "aciq-laplace-w4-ch",
-         "laaciq-uniform-w4-ch", "laaciq-minimax-w4-ch", "bnb-int8", "bnb-nf4"]
+         "laaciq-uniform-w4-ch", "laaciq-minimax-w4-ch", "bnb-int8", "bnb-nf4",
+         # the activation configs the paper profile's EXP-035/038/038b name (cheap: fake quantization)
+         "w16a4-token", "w4a8-tensor", "w4a4-token", "smoothquant-a0.5-w4a8-tensor", "hadamard-w4a4-token"]
 NOT_COPIED = ("data/", "models/", "results/", "metrics/", ".dvc/cache/", ".dvc/tmp/", ".venv/", ".git/",
               "paper/build/")
 

@@ -299,7 +299,7 @@ def test_report_writes_every_paper_input(repo: Repo, first_run: dict) -> None:
     # every number the hand-written text quotes exists for this (tiny) profile too
     assert missing_keys(repo.root / "paper") == {}
     appendix = (generated / "appendix.tex").read_text(encoding="utf-8")
-    assert "EXP-031" in appendix and "does not run B-002" in appendix
+    assert "EXP-031" in appendix and "does not run D-001" in appendix
     numbers = (generated / "numbers.tex").read_text(encoding="utf-8")
     assert r"\@namedef{qf@num@train/steps}{12}" in numbers
     if TEX:

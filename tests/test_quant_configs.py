@@ -49,7 +49,8 @@ def test_every_config_of_params_parses(raw) -> None:
     parsed = [parse_config(name) for name in names]
     assert [c.name for c in parsed] == names
     families = {c.family for c in parsed}
-    assert families == {"rtn", "aciq", "mse", "laaciq", "oracle", "bnb", "prune"}
+    assert families == {"rtn", "aciq", "mse", "laaciq", "oracle", "bnb", "prune", "gptq", "lagptq", "awq",
+                        "hqq", "actquant", "smoothquant", "hadamard"}
     for config in parsed:
         if config.family != "prune":
             assert config.bits is not None and 2 <= config.bits <= 8, config.name

@@ -107,3 +107,18 @@ def test_kurtosis_sentence_follows_the_data_and_the_verdict(kurtosis: list[float
                                   ledger={"hypotheses": [{"id": "EXP-027", "verdict": verdict}]})
         text = profile_text(results, params, load_templates())["text/kurtosis-over-training"]
         assert f"matrices {trend} over" in text and expected in text and "<" not in text
+
+
+def test_deployed_figure_draws_an_interval_that_misses_its_point():
+    """A bootstrap CI need not contain its point estimate (the paper profile's tiny run has one);
+    the figure draws it instead of failing on a negative error-bar length."""
+    import pandas as pd
+
+    from qfair.report.deployed import disparity_by_family
+
+    disparity = pd.DataFrame({
+        "config": ["rtn-w4-ch-sym", "hqq-w4-g64", "w4a4-token"], "method": ["rtn", "hqq", "actquant"],
+        "bits": [4, 4, 4], "range": [0.01, 0.02, 0.05], "range_ci_low": [0.008, 0.021, 0.04],
+        "range_ci_high": [0.012, 0.03, 0.06]})
+    figure = disparity_by_family(disparity, 0.95, "embedded")
+    assert len(figure.axes) == 2

@@ -438,3 +438,79 @@ def test_dev_loss_on_an_accelerator_stacks_blocks_with_equal_weight(make_bloom, 
     assert train_module.mean_loss(model, real, autocast) == pytest.approx(
         train_module.mean_loss(model, real), rel=3e-2)  # bf16 against the float32 per-block path
     assert model.training
+
+
+# ------------------------------------------------------------- data parallel (DDP, two gloo ranks)
+
+
+def _ddp_rank(rank: int, world: int, port: int, model, stream, config, folder: str, out: str,
+              stop_after: int | None) -> None:
+    import os
+
+    from qfair import process_group
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+    torch.set_num_threads(1)  # as in the parent (conftest): the same CPU kernels
+    process_group.setup("cpu")
+    try:
+        log = train(model, stream, config, Path(folder), progress=False, stop_after=stop_after)
+        torch.save({"weights": _weights(model), "rows": log.rows, "tokens": log.tokens},
+                   Path(out) / f"rank{rank}.pt")
+    finally:
+        process_group.teardown()
+
+
+def _ddp_run(model, stream, config, folder: Path, out: Path, stop_after: int | None = None) -> list[dict]:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out.mkdir(parents=True, exist_ok=True)
+    # fork: the ranks inherit the imported modules, which keeps this test to a few seconds
+    mp.start_processes(_ddp_rank, args=(2, port, model, stream, config, str(folder), str(out), stop_after),
+                       nprocs=2, join=True, start_method="fork")
+    return [torch.load(out / f"rank{rank}.pt") for rank in range(2)]
+
+
+DDP = _config(batch_size=4, fingerprint="run-ddp")
+
+
+def test_two_gloo_ranks_train_as_one_process(make_bloom, tiny_stream, tmp_path) -> None:
+    """Each rank trains on half of every batch; DDP averages the gradients: the losses and weights
+    of one process, up to the order of the reduction; rank 0 alone writes the checkpoints."""
+    single_model, single = _run(make_bloom, tiny_stream, tmp_path / "single", DDP)
+    ranks = _ddp_run(make_bloom(seed=0), tiny_stream, DDP, tmp_path / "ddp", tmp_path / "out")
+    for result in ranks:
+        assert [r["step"] for r in result["rows"]] == [r["step"] for r in single.rows]
+        for ours, theirs in zip(result["rows"], single.rows, strict=True):
+            assert ours["loss"] == pytest.approx(theirs["loss"], abs=1e-6)
+            assert ours["lr"] == theirs["lr"]
+        assert result["tokens"] == single.tokens
+        for name, value in _weights(single_model).items():
+            torch.testing.assert_close(result["weights"][name], value, rtol=1e-5, atol=1e-6)
+    assert _identical(ranks[0]["weights"], ranks[1]["weights"])  # every rank holds the same model
+    assert sorted(p.name for p in (tmp_path / "ddp").glob("step_*")) == ["step_000003", "step_000006"]
+
+
+def test_a_ddp_checkpoint_resumes_in_one_process(make_bloom, tiny_stream, tmp_path) -> None:
+    """Checkpoints hold no per-rank state: two ranks stop after step 3, one process finishes."""
+    single_model, single = _run(make_bloom, tiny_stream, tmp_path / "single", DDP)
+    _ddp_run(make_bloom(seed=0), tiny_stream, DDP, tmp_path / "ckpt", tmp_path / "out", stop_after=3)
+    model, resumed = _run(make_bloom, tiny_stream, tmp_path / "ckpt", DDP, init_seed=9)
+    assert [r["step"] for r in resumed.rows] == [r["step"] for r in single.rows]
+    assert resumed.rows[-1]["loss"] == pytest.approx(single.rows[-1]["loss"], abs=1e-6)
+    for name, value in _weights(single_model).items():
+        torch.testing.assert_close(_weights(model)[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_that_does_not_split_evenly_is_refused(make_bloom, tiny_stream, tmp_path,
+                                                       monkeypatch) -> None:
+    from qfair import process_group
+
+    monkeypatch.setattr(process_group, "world_size", lambda: 3)
+    with pytest.raises(ValueError, match=r"train.batch_size \(4\).*ranks \(3\)"):
+        _run(make_bloom, tiny_stream, tmp_path / "x", DDP)

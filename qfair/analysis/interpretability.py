@@ -1,15 +1,18 @@
 """The interpretability stage's work (Track B): where in the network each language's loss comes from.
 
 One fixed set of parallel test items (``interpretability.items_per_language`` per language) and the
-full-precision model give B-001 (head specificity), B-003 (mean ablation of every head and block),
-B-004 (attribution patching, checked against B-003) and B-005 (causal mediation of the
-``interpretability.config`` quantization, and its converse, one block quantized at a time).
+full-precision model give B-001 (head specificity), B-002 (language-ID probes on full-precision and
+quantized hidden states), B-003 (mean ablation of every head and block), B-004 (attribution
+patching, checked against B-003) and B-005 (causal mediation of the ``interpretability.config``
+quantization, and its converse, one block quantized at a time; repeated for
+``interpretability.activation_config``, a per-token activation quantizer, where set).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
@@ -25,12 +28,14 @@ from qfair.analysis.patching import (
     head_features,
     item_nll,
     mediation,
+    pooled_hidden_states,
     relative_change,
 )
-from qfair.models.hooks import ComponentHooks
+from qfair.analysis.probes import language_id_probes, probe_accuracy_drop, probe_summary
+from qfair.models.hooks import Component, ComponentHooks
 from qfair.models.linears import target_linears
 from qfair.quant.configs import parse_config
-from qfair.quant.methods.base import WeightSnapshot
+from qfair.quant.methods.base import CompressionMethod, WeightSnapshot
 
 
 @dataclass
@@ -42,6 +47,10 @@ class InterpretabilityRun:
     mediation: pd.DataFrame  # per component and language: recovered_share (B-005)
     block_quantization: pd.DataFrame  # per block and language: rel_degradation (B-005 converse)
     languages: pd.DataFrame  # per language: the summaries the ledger and the paper read
+    probes: pd.DataFrame | None = None  # per layer, language, condition: language-ID accuracy (B-002)
+    # B-005 and its converse for interpretability.activation_config (None where not set)
+    activation_mediation: pd.DataFrame | None = None
+    activation_block_quantization: pd.DataFrame | None = None
 
 
 def attribution_agreement(ablated: pd.DataFrame, estimated: pd.DataFrame) -> pd.DataFrame:
@@ -54,14 +63,18 @@ def attribution_agreement(ablated: pd.DataFrame, estimated: pd.DataFrame) -> pd.
     return pd.DataFrame(rows)
 
 
-def language_summary(ablated: pd.DataFrame, mediated: pd.DataFrame, rho: pd.Series) -> pd.DataFrame:
+def language_summary(ablated: pd.DataFrame, mediated: pd.DataFrame, rho: pd.Series,
+                     probes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per language: mean relative NLL change over block ablations (B-003's sensitivity), the
-    quantization's rho on the item set, and the largest share one block restores (B-005)."""
+    quantization's rho on the item set, the largest share one block restores (B-005) and, where
+    B-002 ran, the probes' mean accuracy drop under quantization."""
     blocks = ablated[ablated["kind"] != "head"]
     frame = pd.DataFrame({"ablation_sensitivity": blocks.groupby("language")["nll_change"].mean(),
                           "rho": rho})
     block_mediation = mediated[mediated["kind"] != "head"]
     frame["max_block_recovered_share"] = block_mediation.groupby("language")["recovered_share"].max()
+    if probes is not None:
+        frame = frame.join(probe_accuracy_drop(probes), validate="one_to_one")
     return frame.rename_axis("language").reset_index()
 
 
@@ -83,18 +96,46 @@ def run_interpretability(model: torch.nn.Module, items: ItemSet, n_head: int, ip
     estimated = attribution(model, hooks, items, components, means, full_precision, device)
 
     linears = target_linears(model, exclude_modules)
+    states = pooled_hidden_states(model, items, device) if ip.probes else None
+    main = mediate_quantization(model, hooks, items, linears, config, components, blocks, cache,
+                                full_precision, device, hidden_states=ip.probes)
+    extra = (mediate_quantization(model, hooks, items, linears, parse_config(ip.activation_config),
+                                  components, blocks, cache, full_precision, device)
+             if ip.activation_config else None)
+    del cache
+    rho = relative_change(items, main.quantized, full_precision)
+    probes = (language_id_probes(states, main.states, items.languages, items.keys, ip.probe_folds,
+                                 ip.probe_regularization, ip.seed) if ip.probes else None)
+    return InterpretabilityRun(specificity, ablated, estimated, attribution_agreement(ablated, estimated),
+                               main.mediated, main.per_block,
+                               language_summary(ablated, main.mediated, rho, probes), probes,
+                               extra.mediated if extra else None, extra.per_block if extra else None)
+
+
+@dataclass
+class QuantizationMediation:
+    quantized: np.ndarray  # per-item NLL of the compressed model
+    mediated: pd.DataFrame  # B-005: per component and language, share recovered by restoring it
+    per_block: pd.DataFrame  # converse: per block and language, rho with only that block compressed
+    states: np.ndarray | None  # the compressed model's pooled hidden states (B-002), if asked for
+
+
+def mediate_quantization(model: torch.nn.Module, hooks: ComponentHooks, items: ItemSet,
+                         linears: dict[str, torch.nn.Module], config: CompressionMethod,
+                         components: list[Component], blocks: list[Component],
+                         cache: list[dict[Component, torch.Tensor]], full_precision: np.ndarray,
+                         device: torch.device, hidden_states: bool = False) -> QuantizationMediation:
+    """B-005 and its converse for a calibration-free ``config`` (the model is restored after)."""
     snapshot = WeightSnapshot(linears)
     try:
         config.apply(snapshot)
         quantized = item_nll(model, items, device, desc=config.name)
         mediated = mediation(model, hooks, items, components, cache, quantized, full_precision, device)
+        states = pooled_hidden_states(model, items, device) if hidden_states else None
     finally:
         snapshot.restore()
-    del cache
     per_block = block_quantization(model, items, linears, config, blocks, full_precision, device)
-    rho = relative_change(items, quantized, full_precision)
-    return InterpretabilityRun(specificity, ablated, estimated, attribution_agreement(ablated, estimated),
-                               mediated, per_block, language_summary(ablated, mediated, rho))
+    return QuantizationMediation(quantized, mediated, per_block, states)
 
 
 def interpretability_metrics(run: InterpretabilityRun) -> dict:
@@ -104,13 +145,22 @@ def interpretability_metrics(run: InterpretabilityRun) -> dict:
     NLL on the item set has a near-zero denominator and an unstable share, which would drive a mean.
     """
     classes = run.specificity["class"].value_counts()
-    blocks = run.mediation[run.mediation["kind"] != "head"]
-    by_block = blocks.groupby("component")["recovered_share"].median()
     agreement = run.attribution_check["spearman"].dropna()
     return {
         "heads": {name: int(classes.get(name, 0)) for name in ("specific", "mixed", "universal")},
         "attribution_spearman_median": float(agreement.median()) if len(agreement) else None,
         "mean_rho": float(run.languages["rho"].mean()),
-        "top_mediating_block": str(by_block.idxmax()) if by_block.notna().any() else None,
-        "top_mediating_block_share": float(by_block.max()) if by_block.notna().any() else None,
+        **top_block(run.mediation),
+        **({"probes": probe_summary(run.probes)} if run.probes is not None else {}),
+        **({"activation_config": top_block(run.activation_mediation)}
+           if run.activation_mediation is not None else {}),
     }
+
+
+def top_block(mediated: pd.DataFrame) -> dict:
+    """The block whose restoration recovers the largest median share of the degradation."""
+    blocks = mediated[mediated["kind"] != "head"]
+    by_block = blocks.groupby("component")["recovered_share"].median()
+    if not by_block.notna().any():
+        return {"top_mediating_block": None, "top_mediating_block_share": None}
+    return {"top_mediating_block": str(by_block.idxmax()), "top_mediating_block_share": float(by_block.max())}

@@ -69,6 +69,8 @@ METRICS = {
 METRICS["language"] |= {
     "ablation_sensitivity": "mean relative NLL change over mean-ablations of each attention and MLP "
                             "block (B-003)",
+    "probe_accuracy_drop": "full-precision minus quantized language-ID probe accuracy, mean over blocks "
+                           "(B-002; only where interpretability.probe_folds is set)",
 }
 MIN_UNITS = 4  # the correlation battery's minimum
 TESTED_KINDS = ("correlation", "sign_test", "overlap")  # the kinds with a p-value (Holm family members)
@@ -255,6 +257,14 @@ def evaluate_ledger(rules: Sequence, tables: dict[str, pd.DataFrame], comparison
                 records.append({**base, "verdict": NOT_RUN, "left_out": left_out,
                                 "reason": f"only {n} {rule.unit}s have every metric of this test "
                                           f"(at least {MIN_UNITS} needed); left out: {left_out}"})
+                continue
+            constant = [c for c in (rule.x, rule.y) if np.unique(_column(table, c, rule.id)).size == 1]
+            if constant:  # e.g. a probe accuracy that quantization never moves: no correlation exists
+                value = float(_column(table, constant[0], rule.id)[0])
+                records.append({**base, "n": n, "verdict": NOT_TESTABLE, "holm_family": False,
+                                **({"left_out": left_out} if left_out else {}),
+                                "reason": f"{constant[0]} is the same ({value:g}) for every {rule.unit}; "
+                                          "a correlation with it is undefined"})
                 continue
         elif rule.kind == "overlap":
             if rule.unit not in tables:

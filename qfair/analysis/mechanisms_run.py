@@ -95,7 +95,9 @@ def interpretability_tables(outlier_head_fraction: float) -> dict[str, pd.DataFr
                            name="component")
     heads = heads.rename(columns={"layer": "layer_index", "head": "head_index"})
     languages = pd.read_csv(paths.INTERPRETABILITY / "languages.csv").set_index("language")
-    return {"head": heads, "language": languages[["ablation_sensitivity"]]}
+    # probe_accuracy_drop: only where the profile runs B-002
+    per_language = [c for c in ("ablation_sensitivity", "probe_accuracy_drop") if c in languages]
+    return {"head": heads, "language": languages[per_language]}
 
 
 def ledger_metrics(ledger: list[dict]) -> dict:

@@ -1,5 +1,5 @@
-"""Track B's forward passes: attention features (B-001) and interventions on components
-(qfair.models.hooks): B-003, B-004, B-005.
+"""Track B's forward passes: attention features (B-001), pooled hidden states (B-002) and
+interventions on components (qfair.models.hooks): B-003, B-004, B-005.
 
 All three score one fixed set of parallel test items (:class:`ItemSet`) and report per language the
 relative change of the summed NLL, ``N_l(intervened) / N_l(reference) - 1`` (the ``rho`` of
@@ -111,6 +111,26 @@ def head_features(model: torch.nn.Module, items: ItemSet, device: torch.device) 
                                       "layer": layer.ravel(), "head": head.ravel(),
                                       **{name: v[row].ravel() for name, v in values.items()}}))
     return pd.concat(rows, ignore_index=True).sort_values(["item", "layer", "head"], ignore_index=True)
+
+
+@torch.no_grad()
+def pooled_hidden_states(model: torch.nn.Module, items: ItemSet, device: torch.device) -> np.ndarray:
+    """B-002's measurement: ``[layer, item, hidden]`` float64, each item's hidden states averaged over
+    its real tokens (layer 0: the embedding output)."""
+    pooled: np.ndarray | None = None
+    for index, batch in enumerate(items.batches):
+        input_ids, mask = items.padded(index, device)
+        hidden = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True,
+                       use_cache=False).hidden_states
+        states = torch.stack(hidden, dim=0).double()  # [layer, batch, position, hidden]
+        weight = mask.double()[None, :, :, None]
+        means = ((states * weight).sum(dim=2) / weight.sum(dim=2)).cpu().numpy()
+        if pooled is None:
+            pooled = np.full((means.shape[0], len(items.tokens), means.shape[2]), np.nan)
+        pooled[:, batch] = means
+    if pooled is None or not np.isfinite(pooled).all():
+        raise ValueError("B-002: pooled hidden states are missing or not finite")
+    return pooled
 
 
 def item_nll(model: torch.nn.Module, items: ItemSet, device: torch.device,

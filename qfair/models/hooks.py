@@ -42,6 +42,13 @@ class ComponentHooks:
     """The components of ``model`` (``n_head`` heads per layer) and hooks that read or replace them."""
 
     def __init__(self, model: nn.Module, n_head: int) -> None:
+        config = getattr(model, "config", None)
+        if getattr(config, "pretraining_tp", 1) > 1 and getattr(config, "slow_but_exact", False):
+            # BLOOM then multiplies slices of the projections' weights instead of calling the
+            # modules: forward hooks would never fire and every intervention would silently be a no-op
+            raise ValueError(f"the model's config has pretraining_tp={config.pretraining_tp} with "
+                             "slow_but_exact=True: its output projections bypass the hooked modules; "
+                             "load it with slow_but_exact=False for Track B")
         modules = block_output_modules(model)
         self.attn: list[nn.Module] = modules["attn"]
         self.mlp: list[nn.Module] = modules["mlp"]

@@ -1,10 +1,17 @@
-"""Seeded, resumable causal-LM training on CPU (embedded profile) or one GPU (scale profile).
+"""Seeded, resumable causal-LM training on CPU (embedded profile) or GPUs (scale profile).
 
 Each step draws its batch from ``default_rng([seed, step])`` and seeds dropout with the step, so
 a run interrupted after any checkpoint and resumed gives the same weights as an uninterrupted one
 (on CPU bit for bit; on a GPU up to its kernels' own nondeterminism). On a GPU the step runs under
 bf16 autocast with fused AdamW and optionally ``torch.compile``; with early stopping the dev loss is
 measured every ``eval_every`` steps and the weights with the lowest dev loss become the model.
+
+Under ``torchrun`` (a process group set up by :func:`qfair.process_group.setup`) the model is
+wrapped in PyTorch DDP: every rank draws the same global batch and trains on its contiguous share of
+the rows, DDP averages the gradients, and every rank holds the same weights; with equal shares this is
+the single-process step up to the order of the reduction (dropout masks differ: they are drawn per
+share). Rank 0 alone writes checkpoints; they hold no per-rank state, so a run resumes at any
+world size.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 from transformers import PreTrainedModel, get_cosine_with_min_lr_schedule_with_warmup
 
+from qfair import process_group
 from qfair.io import sha256_file, sha256_text, write_csv, write_json, write_text
 
 STATE_FILE = "trainer_state.pt"
@@ -101,7 +109,7 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": rest, "weight_decay": 0.0}]
-    if config.device == "cuda":  # one fused kernel for the whole update
+    if config.device.startswith("cuda"):  # one fused kernel for the whole update
         return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95), fused=True)
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95))
 
@@ -179,7 +187,8 @@ def _resume(model: PreTrainedModel, optimizer, scheduler, config: TrainConfig,
         optimizer.load_state_dict(trainer["optimizer"])
         scheduler.load_state_dict(trainer["scheduler"])
         return int(trainer["step"]), TrainLog(rows=info["rows"])
-    shutil.rmtree(folder, ignore_errors=True)
+    if process_group.is_main():  # one rank clears another run's checkpoints (train() waits for it)
+        shutil.rmtree(folder, ignore_errors=True)
     return 0, TrainLog()
 
 
@@ -255,24 +264,37 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
     ``config.early_stopping_patience`` the run stops once the dev loss has not improved for that
     many evaluations, and the model is left holding the weights of its best dev loss.
     """
+    world, rank = process_group.world_size(), process_group.rank()
+    if config.batch_size % world:
+        raise ValueError(f"train.batch_size ({config.batch_size}) must be divisible by the number of "
+                         f"data-parallel ranks ({world})")
     device = torch.device(config.device)
+    if device.type == "cuda" and device.index is None and process_group.active():
+        device = torch.device("cuda", torch.cuda.current_device())  # this rank's GPU (setup chose it)
     model.to(device)
     optimizer = _optimizer(model, config)
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=config.steps,
         min_lr_rate=config.min_lr_ratio)
     start, log = _resume(model, optimizer, scheduler, config, folder)
-    forward = torch.compile(model) if config.compile else model
+    _barrier()
+    wrapped = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    forward = torch.compile(wrapped) if config.compile else wrapped
     saves, evals = config.checkpoint_steps(), config.eval_steps()
     best_loss, since_best, log.best_step = _early_stopping_state(log)
     best_state = _load_best(folder, log.best_step) if config.early_stopping_patience is not None else None
     model.train()
     bar = tqdm(range(start + 1, config.steps + 1), initial=start, total=config.steps,
-               desc="train", disable=not progress, mininterval=2)
+               desc="train", disable=not progress or rank != 0, mininterval=2)
     pending = _PendingRows()
     step_seconds, clock = 0.0, time.perf_counter()
     for step in bar:
         batch = sample_batch(stream, config.batch_size, config.context_length, config.seed, step)
+        batch = batch.chunk(world)[rank]  # this rank's rows (all of them in one process)
         if device.type == "cuda":
             batch = batch.pin_memory().to(device, non_blocking=True)
         torch.manual_seed(config.seed * 1_000_003 + step)  # dropout masks depend on the step only
@@ -283,9 +305,9 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         row = {"step": step, "loss": None, "lr": scheduler.get_last_lr()[0], "grad_norm": None}
-        pending.add(row, loss, grad_norm)
+        pending.add(row, _global_mean(loss.detach(), world), grad_norm)
         scheduler.step()
-        log.tokens += batch.numel()
+        log.tokens += batch.numel() * world
         log.rows.append(row)
         if step in evals or step in saves or step % SYNC_EVERY == 0:
             pending.flush()
@@ -297,13 +319,17 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
                 best_loss, since_best, log.best_step = row["dev_loss"], 0, step
                 if config.early_stopping_patience is not None:
                     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                    _save_best(model, step, folder)  # a resumed run needs them too
+                    if rank == 0:
+                        _save_best(model, step, folder)  # a resumed run needs them too
+                    _barrier()
             else:
                 since_best += 1
             clock = time.perf_counter()
         if step in saves:
             step_seconds += time.perf_counter() - clock
-            _save_checkpoint(model, optimizer, scheduler, step, log, config, folder)
+            if rank == 0:
+                _save_checkpoint(model, optimizer, scheduler, step, log, config, folder)
+            _barrier()
             clock = time.perf_counter()
         if stop_after is not None and step >= stop_after:
             break
@@ -319,6 +345,21 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
         model.tie_weights()
     model.eval()
     return log
+
+
+def _global_mean(loss: torch.Tensor, world: int) -> torch.Tensor:
+    """The loss over every rank's rows: the mean of the ranks' means (their shares are equal)."""
+    if world == 1:
+        return loss
+    total = loss.float().clone()
+    torch.distributed.all_reduce(total)  # a sum: gloo has no average
+    return total / world
+
+
+def _barrier() -> None:
+    """Ranks wait for rank 0's checkpoint before reading or replacing anything beside it."""
+    if process_group.active():
+        torch.distributed.barrier()
 
 
 BEST = "best"  # early stopping: the weights of the best dev loss so far, beside the checkpoints
@@ -472,7 +513,8 @@ def train_embedded(params, tokenizer_dir: Path, corpus: Path,
                                        if k not in ("train_seconds", "tokens_per_second")}
     from qfair.models.throughput import measure_peak
 
-    peak = measure_peak(torch.device(config.device))
+    # every rank's GPU counts: MFU is of the whole data-parallel job
+    peak = measure_peak(torch.device(config.device)) * process_group.world_size()
     record = run_record(log, config, count_parameters(model), len(stream), peak)
     print(f"{record['tokens_per_second']:,.0f} tokens/s, MFU {record.get('mfu', float('nan')):.1%} "
           f"of a measured {peak / 1e12:.0f} TFLOP/s; model = step {record['model_step']} "

@@ -58,10 +58,19 @@ FIGURES: dict[str, Callable[[Results, Params], Figure]] = {
     "head_specificity": lambda r, p: (
         track_b.head_specificity_figure(r.specificity) if r.specificity is not None
         else fig.not_produced("head specificity (B-001)", p.profile, "interpretability stage not run")),
+    "language_probes": lambda r, p: (
+        track_b.probe_figure(r.probes, p.interpretability.config) if r.probes is not None
+        else fig.not_produced("language-ID probes (B-002)", p.profile, "probes not run in this profile")),
     "mediation": lambda r, p: (
         track_b.mediation_heatmaps(r.mediation, r.block_quantization, p.interpretability.config)
         if r.mediation is not None
         else fig.not_produced("causal mediation (B-005)", p.profile, "interpretability stage not run")),
+    "mediation_activations": lambda r, p: (
+        track_b.mediation_heatmaps(r.activation_mediation, r.activation_block_quantization,
+                                   p.interpretability.activation_config)
+        if r.activation_mediation is not None
+        else fig.not_produced("causal mediation of activation quantization (B-005)", p.profile,
+                              "no interpretability.activation_config")),
 }
 
 TABLES: dict[str, Callable[[Results, Params], str]] = {

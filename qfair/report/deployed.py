@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 
 from qfair.report.figures import not_produced
 from qfair.report.latex import REL
-from qfair.report.style import PAGE_WIDTH, PALETTE, new_figure
+from qfair.report.style import PAGE_WIDTH, PALETTE, interval_segments, new_figure
 from qfair.report.tables import disparity_table
 
 WEIGHT_FAMILIES = ("gptq", "lagptq", "awq", "hqq")  # weight-only, calibrated or not
@@ -48,8 +48,7 @@ def methods_table(disparity: pd.DataFrame) -> str:
 
 def _interval_bars(axes, rows: pd.DataFrame, colors: list, confidence: float) -> None:
     position = np.arange(len(rows))
-    errors = np.vstack([rows["range"] - rows["range_ci_low"], rows["range_ci_high"] - rows["range"]])
-    axes.errorbar(rows["range"], position, xerr=errors, fmt="none", ecolor="0.6", elinewidth=0.8)
+    interval_segments(axes, rows["range_ci_low"], rows["range_ci_high"], position)
     axes.scatter(rows["range"], position, c=colors, s=14, zorder=3)
     axes.set_yticks(position, rows["config"], fontsize=6)
     axes.invert_yaxis()

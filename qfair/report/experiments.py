@@ -313,8 +313,15 @@ CATALOGUE: tuple[Experiment, ...] = (
     Experiment(
         "B-002",
         "Does quantization damage what probes read?",
-        "Language-ID probes per layer.",
-        not_run="the language-ID probes are not built yet (they need scikit-learn in the pinned lock)",
+        "Language-ID logistic probes per layer on each item's mean hidden state, cross-validated in "
+        "folds of whole parallel items: full precision, quantized (retrained) and full-precision "
+        "probes on quantized states; do lower-resource languages lose more accuracy?",
+        figures=("language_probes",),
+        hypotheses=("B-002",),
+        stages=("interpretability", "mechanisms"),
+        functions=("qfair.analysis.patching.pooled_hidden_states",
+                   "qfair.analysis.probes.language_id_probes", "qfair.analysis.probes.probe_accuracy_drop"),
+        outputs=("results/interpretability/probes.csv", "results/interpretability/languages.csv"),
     ),
     Experiment(
         "B-003",
@@ -342,12 +349,15 @@ CATALOGUE: tuple[Experiment, ...] = (
         "Causal mediation",
         "Activation patching: the quantized model with one component restored from the "
         "full-precision model; share of each language's degradation recovered; and the converse, "
-        "one block quantized at a time.",
-        figures=("mediation",),
+        "one block quantized at a time; for 4-bit weights and for 4-bit per-token inputs.",
+        figures=("mediation", "mediation_activations"),
         stages=("interpretability",),
-        functions=("qfair.analysis.patching.mediation", "qfair.analysis.patching.block_quantization"),
+        functions=("qfair.analysis.interpretability.mediate_quantization",
+                   "qfair.analysis.patching.mediation", "qfair.analysis.patching.block_quantization"),
         outputs=("results/interpretability/mediation.csv",
-                 "results/interpretability/block_quantization.csv"),
+                 "results/interpretability/block_quantization.csv",
+                 "results/interpretability/mediation_activations.csv",
+                 "results/interpretability/block_quantization_activations.csv"),
     ),
     Experiment(
         "C-001b",
@@ -390,8 +400,11 @@ CATALOGUE: tuple[Experiment, ...] = (
     Experiment(
         "C-004",
         "Cost per language",
-        "Time and energy to process the parallel test set per language.",
-        not_run="per-language cost measurement is not built yet",
+        "Time (and, on a GPU, energy and grams CO2e under a stated grid intensity) to score each "
+        "language's test split, per kB of text, against the tokenizer's token premium.",
+        stages=("evaluate", "report"),
+        functions=("qfair.scoring.cost.measure_cost", "qfair.analysis.cost.cost_vs_token_premium"),
+        outputs=("results/eval/cost.csv", "metrics/cost.json"),
     ),
     Experiment(
         "D-001",

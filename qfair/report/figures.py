@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from qfair.report.latex import REL
-from qfair.report.style import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, new_figure
+from qfair.report.style import COLUMN_WIDTH, PAGE_WIDTH, PALETTE, interval_segments, new_figure
 
 COMPONENT_ORDER = ["attn_qkv", "attn_o", "mlp_up", "mlp_down"]
 COMPONENT_LABELS = {"attn_qkv": "attn QKV", "attn_o": "attn out", "mlp_up": "MLP up", "mlp_down": "MLP down"}
@@ -64,8 +64,7 @@ def degradation_by_language(
     position = np.arange(len(rows))
     level = rows["resource_level"].to_numpy()
     rel = rows["rel_degradation"]
-    errors = np.vstack([rel - rows["rel_degradation_ci_low"], rows["rel_degradation_ci_high"] - rel])
-    axes.errorbar(rel, position, xerr=errors, fmt="none", ecolor="0.6", elinewidth=0.8)
+    interval_segments(axes, rows["rel_degradation_ci_low"], rows["rel_degradation_ci_high"], position)
     points = axes.scatter(rel, position, c=level, cmap="viridis", s=12, zorder=3)
     unknown = np.isnan(level)
     if unknown.any():
@@ -165,10 +164,7 @@ def clipping_comparison(disparity: pd.DataFrame, configs: list[str], confidence:
         PALETTE[{"rtn": 7, "mse": 4, "aciq": 0, "laaciq": 1, "oracle": 2}.get(m, 3)] for m in rows["method"]
     ]
     for axes, column, label in ((left, "range", r"disparity range"), (right, "mean", f"mean ${REL}$")):
-        errors = np.vstack(
-            [rows[column] - rows[f"{column}_ci_low"], rows[f"{column}_ci_high"] - rows[column]]
-        )
-        axes.errorbar(rows[column], position, xerr=errors, fmt="none", ecolor="0.6", elinewidth=0.8)
+        interval_segments(axes, rows[f"{column}_ci_low"], rows[f"{column}_ci_high"], position)
         axes.scatter(rows[column], position, c=colors, s=14, zorder=3)
         axes.set_xlabel(f"{label} ({confidence:.0%} CI)")
     left.set_yticks(position, rows.index, fontsize=6)

@@ -363,6 +363,8 @@ def absent_numbers(
         # not run here (no estimate), or not testable (an estimate, but no CI or p-values)
         if row.get("value") is None or row.get("verdict") == "NOT TESTABLE":
             absent.update({f"hyp/{rule_id}/{field}": ABSENT for field in HYPOTHESIS_FIELDS[kind]})
+    for profile in profiles:  # a rule another profile pre-registers; this one does not run it
+        absent.update(dict.fromkeys(_rules(profile), ABSENT))
     swept = set(results.disparity["config"])
     for config in sorted(_named_configs(profiles) - swept):
         absent.update({f"disp/{config}/{field}": ABSENT for field in DISPARITY_FIELDS})

@@ -45,6 +45,10 @@ OPTIONAL = {
     "block_quantization": paths.INTERPRETABILITY / "block_quantization.csv",
     "attribution_check": paths.INTERPRETABILITY / "attribution_check.csv",
     "interpretability_languages": paths.INTERPRETABILITY / "languages.csv",
+    "probes": paths.INTERPRETABILITY / "probes.csv",  # B-002, where the profile runs it
+    # B-005 for interpretability.activation_config, where the profile sets one
+    "activation_mediation": paths.INTERPRETABILITY / "mediation_activations.csv",
+    "activation_block_quantization": paths.INTERPRETABILITY / "block_quantization_activations.csv",
 }
 
 
@@ -75,6 +79,9 @@ class Results:
     block_quantization: pd.DataFrame | None = None
     attribution_check: pd.DataFrame | None = None
     interpretability_languages: pd.DataFrame | None = None
+    probes: pd.DataFrame | None = None
+    activation_mediation: pd.DataFrame | None = None
+    activation_block_quantization: pd.DataFrame | None = None
 
     def hypothesis(self, rule_id: str) -> dict:
         for row in self.ledger["hypotheses"]:

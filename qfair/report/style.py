@@ -51,6 +51,12 @@ def new_figure(width: float = COLUMN_WIDTH, height: float = 2.4, **subplots: obj
         return plt.subplots(figsize=(width, height), layout="constrained", **subplots)
 
 
+def interval_segments(axes, low, high, position) -> None:
+    """Horizontal CI segments from ``low`` to ``high`` at each ``position`` (drawn as segments, not
+    error bars: a bootstrap interval need not contain its point estimate)."""
+    axes.hlines(position, low, high, colors="0.6", linewidth=0.8)
+
+
 def save_figure(figure: Figure, stem: Path | str, png_dpi: int = 200) -> list[Path]:
     """Write ``<stem>.pdf`` and ``<stem>.png`` atomically, then close the figure."""
     stem = Path(stem)

@@ -10,77 +10,26 @@ Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) nothing is initialis
 :func:`score_items` is :func:`qfair.scoring.causal.score_items`, so a stage calls the same function either
 way (under ``torchrun`` with one process the distributed path runs, with one rank)::
 
-    device = qfair.scoring.distributed.setup("cuda")        # this rank's GPU; or "cpu" (gloo)
+    device = qfair.process_group.setup("cuda")              # this rank's GPU; or "cpu" (gloo)
     model = load_model(path, dtype="bfloat16", device=device)
     scores = qfair.scoring.distributed.score_items(model, tokenizer, texts, batch_tokens, max_tokens)
-    if qfair.scoring.distributed.is_main():
+    if qfair.process_group.is_main():
         write_csv(...)                               # one rank writes
-    qfair.scoring.distributed.teardown()
+    qfair.process_group.teardown()
 """
 
 from __future__ import annotations
 
 import heapq
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from qfair.process_group import active, is_main, rank, world_size
 from qfair.scoring import causal
 from qfair.scoring.causal import ItemScores
-
-
-def launched() -> bool:
-    """True inside a ``torchrun`` launch (it sets ``WORLD_SIZE``, also to 1)."""
-    return "WORLD_SIZE" in os.environ
-
-
-def active() -> bool:
-    """True when a process group is initialised (scoring is then shared among its ranks)."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    return dist.get_rank() if active() else 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if active() else 1
-
-
-def is_main() -> bool:
-    """The rank that writes outputs (rank 0; the only rank without ``torchrun``)."""
-    return rank() == 0
-
-
-def setup(device: str = "cpu") -> torch.device:
-    """Join the ``torchrun`` process group if launched by it; return this rank's device.
-
-    ``device`` "cuda" gives rank ``LOCAL_RANK`` its own GPU and the NCCL backend; "cpu" uses gloo.
-    Without ``torchrun`` this only checks the device and returns it.
-    """
-    from qfair.models.load import check_device
-
-    check_device(device)
-    target = torch.device(device)
-    if target.type == "cuda" and target.index is None:
-        target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    if not launched():
-        return target
-    if target.type == "cuda":
-        torch.cuda.set_device(target)
-    if not dist.is_initialized():
-        backend = "nccl" if target.type == "cuda" else "gloo"
-        kwargs = {"device_id": target} if target.type == "cuda" else {}
-        dist.init_process_group(backend=backend, **kwargs)
-    return target
-
-
-def teardown() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def assign_batches(batches: Sequence[Sequence[int]], lengths: Sequence[int] | np.ndarray,

@@ -88,21 +88,28 @@ class ActivationQuant(CompressionMethod):
     def granularity_label(self) -> str:
         return f"{self.scope}-w{self.weight_bits or FULL_PRECISION}"
 
-    def transform(self, weight: torch.Tensor, absmax: torch.Tensor) -> InputTransform:
+    @property
+    def needs_input_ranges(self) -> bool:
+        """Whether :meth:`apply` needs the calibration's input absmax (a static range; smoothing)."""
+        return self.scope == "tensor"
+
+    def transform(self, weight: torch.Tensor, absmax: torch.Tensor | None) -> InputTransform:
         """No transform: the weight as is; the static range is the largest input absmax."""
-        return InputTransform(weight, static_range=float(absmax.max()))
+        return InputTransform(weight, static_range=None if absmax is None else float(absmax.max()))
 
     @torch.no_grad()
     def apply(self, snapshot: WeightSnapshot, calibration: Calibration | None = None,
               settings: MethodSettings | None = None) -> None:
         """Rewrite every weight (transformed, then quantized) and hook every input."""
         snapshot.remove_hooks()
-        if calibration is None:
-            raise ValueError(f"config {self.name!r} needs calibration statistics (input ranges)")
-        absmax = calibration.require("absmax", self.name)
-        # The static range must hold for every language: the maximum over all of them.
-        transforms = {name: self.transform(snapshot.weights[name], absmax[name].amax(0))
-                      for name in snapshot.linears}
+        ranges: dict[str, torch.Tensor | None] = dict.fromkeys(snapshot.linears)
+        if self.needs_input_ranges:
+            if calibration is None:
+                raise ValueError(f"config {self.name!r} needs calibration statistics (input ranges)")
+            absmax = calibration.require("absmax", self.name)
+            # The static range must hold for every language: the maximum over all of them.
+            ranges = {name: absmax[name].amax(0) for name in snapshot.linears}
+        transforms = {name: self.transform(snapshot.weights[name], ranges[name]) for name in snapshot.linears}
 
         def weight(name: str, original: torch.Tensor) -> torch.Tensor:
             new = transforms[name].weight.to(original.dtype)
@@ -148,7 +155,11 @@ class SmoothQuant(ActivationQuant):
             raise ValueError(f"alpha must be written {alpha:g}, not {match[1]!r}")
         return cls(name, **cls.fields(match[2], match[3], match[4]), alpha=alpha)
 
-    def transform(self, weight: torch.Tensor, absmax: torch.Tensor) -> InputTransform:
+    @property
+    def needs_input_ranges(self) -> bool:
+        return True  # the smoothing scales are computed from the input absmax
+
+    def transform(self, weight: torch.Tensor, absmax: torch.Tensor | None) -> InputTransform:
         scale = smoothing_scales(absmax, weight, self.alpha)
         smoothed = (weight.double() * scale).to(weight.dtype)
         return InputTransform(smoothed, scale=scale.float(),
@@ -173,7 +184,7 @@ class HadamardRotation(ActivationQuant):
             raise ValueError("the Hadamard rotation is defined with per-token (dynamic) input ranges only")
         return cls(name, **cls.fields(match[1], match[2], match[3]))
 
-    def transform(self, weight: torch.Tensor, absmax: torch.Tensor) -> InputTransform:
+    def transform(self, weight: torch.Tensor, absmax: torch.Tensor | None) -> InputTransform:
         rotation = hadamard_rotation(weight.shape[1]).to(weight.device)
         rotated = (weight.double() @ rotation).to(weight.dtype)
         return InputTransform(rotated, rotation=rotation.float())
