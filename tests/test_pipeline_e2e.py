@@ -40,7 +40,10 @@ SWEEP = ["rtn-w8-ch-sym", "rtn-w4-tensor-sym", "rtn-w4-ch-sym", "rtn-w3-ch-sym",
          "rtn-w4-g128-sym", "rtn-w4-g64-sym", "rtn-w3-g16-asym",
          "aciq-laplace-w4-ch", "aciq-mix-w4-ch", "mse-w4-ch", "laaciq-uniform-w4-ch",
          "laaciq-minimax-w4-ch", "oracle-w4-ch", "bnb-int8", "bnb-nf4", "prune-wanda-50",
-         "prune-magnitude-tensor-30"]
+         "prune-magnitude-tensor-30",
+         # the deployed quantizers EXP-035..038b name
+         "gptq-w4-ch-reference", "gptq-w4-ch-uniform", "lagptq-w4-ch-minimax", "w16a4-token",
+         "w4a8-tensor", "w4a4-token", "smoothquant-a0.5-w4a8-tensor", "hadamard-w4a4-token"]
 # Outputs and caches of the live repository, never copied.
 NOT_COPIED = ("data/", "models/", "results/", "metrics/", ".dvc/cache/", ".dvc/tmp/", ".venv/",
               ".git/")
