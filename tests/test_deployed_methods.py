@@ -222,7 +222,7 @@ def test_static_ranges_need_calibration(model) -> None:
     calibration = Calibration(["xx"], {}, torch.ones(1))
     with pytest.raises(ValueError, match="absmax"):
         parse_config("w8a8-tensor").apply(snapshot, calibration)
-    with pytest.raises(ValueError, match="smoothquant-a0.5-w4a8-token"):  # its scales need the absmax
+    with pytest.raises(ValueError, match=r"smoothquant-a0\.5-w4a8-token"):  # its scales need the absmax
         parse_config("smoothquant-a0.5-w4a8-token").apply(snapshot, None)
 
 
