@@ -29,6 +29,9 @@ VOLATILE = (f"{paths.TIMINGS.as_posix()}/", f"{paths.PAPER_PDF.parent.as_posix()
 # Inside a compared output (paper/generated/), the files that quote them.
 VOLATILE_FILES = ((paths.PAPER_GENERATED / "tables" / "checklist.tex").as_posix(),)
 LEDGER = paths.HYPOTHESES.as_posix()
+# The run record whose software facts are compared when outputs differ (qfair.runinfo.software_facts).
+TRAINING_FACTS = (paths.TIMINGS / "train_model.json").as_posix()
+SOFTWARE_KEYS = ("python", "torch", "torch_commit", "torch_record_sha256", "torch_cpu_capability", "libc")
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Comparison:
     compared: int = 0
     changed: list[FileChange] = field(default_factory=list)
     verdicts: list[str] = field(default_factory=list)  # "EXP-001: INCONCLUSIVE -> SUPPORTED"
+    software: list[str] = field(default_factory=list)  # "torch_commit: abc -> def" (training run's facts)
 
     @property
     def identical(self) -> bool:
@@ -142,7 +146,22 @@ def compare(root: Path | str = ".", ref: str = "HEAD") -> Comparison:
     after = _verdicts((root / LEDGER).read_bytes() if (root / LEDGER).is_file() else None)
     result.verdicts = [f"{key}: {before.get(key, '-')} -> {after.get(key, '-')}"
                        for key in sorted(before.keys() | after.keys()) if before.get(key) != after.get(key)]
+    result.software = software_differences(_git(root, "show", f"{ref}:{TRAINING_FACTS}"),
+                                           (root / TRAINING_FACTS).read_bytes()
+                                           if (root / TRAINING_FACTS).is_file() else None)
     return result
+
+
+def software_differences(committed: bytes | None, regenerated: bytes | None) -> list[str]:
+    """Software facts of the training run that differ between the committed and this run.
+
+    A fact the committed run did not record yet reads ``unrecorded``: the difference cannot be ruled out.
+    """
+    if committed is None or regenerated is None:
+        return []
+    before, after = json.loads(committed), json.loads(regenerated)
+    return [f"{key}: {before.get(key, 'unrecorded')} -> {after.get(key, 'unrecorded')}"
+            for key in SOFTWARE_KEYS if before.get(key) != after.get(key)]
 
 
 def report(result: Comparison, ref: str = "HEAD") -> str:
@@ -153,4 +172,7 @@ def report(result: Comparison, ref: str = "HEAD") -> str:
     lines = [f"check-repro: DIFFERENT - {len(result.changed)} file(s) differ from {ref}"]
     lines += [f"  {change.path}: {change.detail}" for change in result.changed]
     lines.append("  verdicts changed: " + ("; ".join(result.verdicts) if result.verdicts else "none"))
+    if result.software:
+        lines.append("  software differs from the committed training run (a likely cause): "
+                     + "; ".join(result.software))
     return "\n".join(lines)

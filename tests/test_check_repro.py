@@ -70,3 +70,35 @@ def test_without_a_committed_lock_it_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli(["check-repro"]) == 2
     assert "no dvc.lock at HEAD" in capsys.readouterr().err
+
+
+def test_names_the_software_that_differs_from_the_committed_training_run(tmp_path):
+    root = _repo(tmp_path)
+    facts = {"seconds": 10, "torch": "2.13.0+cpu", "torch_commit": "aaa", "torch_record_sha256": "r1"}
+    (root / "results/timings/train_model.json").write_text(json.dumps(facts))
+    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
+    subprocess.run(["git", "commit", "-qm", "facts"], cwd=root, check=True)
+    (root / "results/timings/train_model.json").write_text(json.dumps({**facts, "seconds": 11,
+                                                                      "torch_record_sha256": "r2"}))
+    (root / "results/table.csv").write_text("language,rel_degradation\nen,0.10\nfr,0.25\n")
+    (root / "dvc.lock").write_text(_lock({"results/table.csv": "a2", "results/hypotheses.json": "b1",
+                                          "results/timings/train.json": "c1", "models/final": "d1"}))
+    text = check_repro.report(check_repro.compare(root))
+    assert "software differs from the committed training run" in text
+    assert "torch_record_sha256: r1 -> r2" in text and "torch_commit" not in text
+
+
+def test_a_fact_the_committed_run_did_not_record_reads_unrecorded():
+    differences = check_repro.software_differences(b'{"torch": "2.13.0"}',
+                                                   b'{"torch": "2.13.0", "libc": "glibc 2.36"}')
+    assert differences == ["libc: unrecorded -> glibc 2.36"]
+    assert check_repro.software_differences(None, b"{}") == []
+
+
+def test_machine_facts_identify_the_torch_build():
+    from qfair.runinfo import software_facts
+
+    facts = software_facts()
+    assert set(facts) == {"torch_commit", "torch_record_sha256", "torch_cpu_capability", "libc"}
+    assert facts["torch_commit"] and len(facts["torch_record_sha256"] or "") == 16
+    json.dumps(facts)  # recorded in the stage timings

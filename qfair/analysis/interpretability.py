@@ -18,6 +18,7 @@ import torch
 from scipy import stats
 
 from qfair.analysis.heads import head_specificity
+from qfair.analysis.mediation import top_block
 from qfair.analysis.patching import (
     ItemSet,
     ablation,
@@ -155,12 +156,3 @@ def interpretability_metrics(run: InterpretabilityRun) -> dict:
         **({"activation_config": top_block(run.activation_mediation)}
            if run.activation_mediation is not None else {}),
     }
-
-
-def top_block(mediated: pd.DataFrame) -> dict:
-    """The block whose restoration recovers the largest median share of the degradation."""
-    blocks = mediated[mediated["kind"] != "head"]
-    by_block = blocks.groupby("component")["recovered_share"].median()
-    if not by_block.notna().any():
-        return {"top_mediating_block": None, "top_mediating_block_share": None}
-    return {"top_mediating_block": str(by_block.idxmax()), "top_mediating_block_share": float(by_block.max())}

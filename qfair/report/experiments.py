@@ -316,7 +316,8 @@ CATALOGUE: tuple[Experiment, ...] = (
         "Language-ID logistic probes per layer on each item's mean hidden state, cross-validated in "
         "folds of whole parallel items: full precision, quantized (retrained) and full-precision "
         "probes on quantized states; do lower-resource languages lose more accuracy?",
-        hypotheses=("B-002",),  # its figure (language_probes) joins the paper with committed results
+        figures=("language_probes",),
+        hypotheses=("B-002",),
         stages=("interpretability", "mechanisms"),
         functions=("qfair.analysis.patching.pooled_hidden_states",
                    "qfair.analysis.probes.language_id_probes", "qfair.analysis.probes.probe_accuracy_drop"),
@@ -349,7 +350,7 @@ CATALOGUE: tuple[Experiment, ...] = (
         "Activation patching: the quantized model with one component restored from the "
         "full-precision model; share of each language's degradation recovered; and the converse, "
         "one block quantized at a time; for 4-bit weights and for 4-bit per-token inputs.",
-        figures=("mediation",),  # and mediation_activations, once the paper quotes its results
+        figures=("mediation", "mediation_activations"),
         stages=("interpretability",),
         functions=("qfair.analysis.interpretability.mediate_quantization",
                    "qfair.analysis.patching.mediation", "qfair.analysis.patching.block_quantization"),

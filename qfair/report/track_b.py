@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from qfair.analysis.mediation import block_median_share
 from qfair.analysis.probes import probe_accuracy_drop, probe_summary
 from qfair.report.latex import ABSENT, escape, fmt, fmt_pct
 from qfair.report.style import PAGE_WIDTH, new_figure
@@ -75,8 +76,7 @@ def mediation_numbers(mediation: pd.DataFrame, block_quantization: pd.DataFrame,
                       prefix: str) -> dict[str, str]:
     """B-005: the block whose restoration recovers the largest median share (robust to tiny
     denominators) and the block that hurts most when compressed alone (mean rho over languages)."""
-    blocks = mediation[mediation["kind"] != "head"]
-    by_block = blocks.groupby("component")["recovered_share"].median()
+    by_block = block_median_share(mediation)
     one_block = block_quantization.groupby("component")["rel_degradation"].mean()
     numbers = {PREFIX + prefix + "top-quantized-block": escape(str(one_block.idxmax())),
                PREFIX + prefix + "top-quantized-block-rho": fmt_pct(float(one_block.max()), 2)}
