@@ -397,7 +397,13 @@ def test_interrupted_early_stopping_run_resumes_exactly(make_bloom, tiny_stream,
     resumed, resumed_log = _run(make_bloom, tiny_stream, tmp_path / "parts", config, dev_batches=dev)
     assert resumed_log.best_step == 4 and resumed_log.stopped_early
     assert [r["step"] for r in resumed_log.rows] == [r["step"] for r in whole_log.rows]
+    assert resumed_log.tokens == whole_log.tokens
     assert _identical(_weights(whole), _weights(resumed))
+    # Rerun over a finished run's checkpoints (its last one is the step that stopped it): no extra step.
+    again, again_log = _run(make_bloom, tiny_stream, tmp_path / "whole", config, dev_batches=dev)
+    assert again_log.stopped_early and again_log.rows == whole_log.rows
+    assert again_log.tokens == whole_log.tokens
+    assert _identical(_weights(whole), _weights(again))
 
 
 def test_pending_rows_read_losses_at_flush_and_catch_divergence() -> None:

@@ -126,7 +126,8 @@ def _save_checkpoint(model: PreTrainedModel, optimizer: torch.optim.Optimizer, s
     model.save_pretrained(str(tmp), safe_serialization=True)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "step": step}, tmp / STATE_FILE)
-    write_text(tmp / "log.json", json.dumps({"fingerprint": config.fingerprint, "rows": log.rows}))
+    write_text(tmp / "log.json", json.dumps({"fingerprint": config.fingerprint, "rows": log.rows,
+                                             "tokens": log.tokens, "seconds": log.seconds}))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     # Optimizer state is only needed to resume: keep it in the newest checkpoint alone.
@@ -186,7 +187,9 @@ def _resume(model: PreTrainedModel, optimizer, scheduler, config: TrainConfig,
         model.tie_weights()
         optimizer.load_state_dict(trainer["optimizer"])
         scheduler.load_state_dict(trainer["scheduler"])
-        return int(trainer["step"]), TrainLog(rows=info["rows"])
+        # tokens and seconds so far count towards the run's totals (older checkpoints lack them)
+        return int(trainer["step"]), TrainLog(rows=info["rows"], tokens=int(info.get("tokens", 0)),
+                                              seconds=float(info.get("seconds", 0.0)))
     if process_group.is_main():  # one rank clears another run's checkpoints (train() waits for it)
         shutil.rmtree(folder, ignore_errors=True)
     return 0, TrainLog()
@@ -287,6 +290,9 @@ def train(model: PreTrainedModel, stream: torch.Tensor, config: TrainConfig, fol
     saves, evals = config.checkpoint_steps(), config.eval_steps()
     best_loss, since_best, log.best_step = _early_stopping_state(log)
     best_state = _load_best(folder, log.best_step) if config.early_stopping_patience is not None else None
+    if config.early_stopping_patience is not None and since_best >= config.early_stopping_patience:
+        log.stopped_early = True  # the checkpoint is the step that stopped the run: nothing left to train
+        start = config.steps
     model.train()
     bar = tqdm(range(start + 1, config.steps + 1), initial=start, total=config.steps,
                desc="train", disable=not progress or rank != 0, mininterval=2)
