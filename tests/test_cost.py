@@ -81,6 +81,22 @@ def test_energy_and_co2e_arithmetic(tiny_model, tiny_tokenizer, test_texts) -> N
     assert set(table["energy_source"]) == {"nvml"}
 
 
+class _StuckMeter(_FakeMeter):
+    """A counter that never advances (each window shorter than NVML's update period)."""
+
+    def millijoules(self) -> float:
+        return self.value
+
+
+def test_energy_below_the_counters_resolution_is_unresolved_not_zero(tiny_model, tiny_tokenizer,
+                                                                     test_texts) -> None:
+    scorer = partial(causal.score_items, tiny_model, tiny_tokenizer, batch_tokens=512, max_tokens=1024)
+    table = measure_cost(scorer, test_texts, "cpu", 1, 500.0, meter=_StuckMeter())
+    assert table["joules"].isna().all() and table["joules_per_kb"].isna().all()
+    metrics = cost_metrics(table, 500.0, 1)
+    assert metrics["total_joules"] is None and metrics["max_over_min_joules_per_kb"] is None
+
+
 def test_meter_without_cuda_reports_unavailable() -> None:
     meter = EnergyMeter("cpu")
     assert meter.millijoules() is None and meter.source.startswith("unavailable")

@@ -117,7 +117,10 @@ def measure_cost(scorer: Scorer, texts: Mapping[str, Mapping[str, str]], device:
         seconds = (time.perf_counter() - start) / repeats
         cpu_seconds = (time.process_time() - start_cpu) / repeats
         end_mj = meter.millijoules()
-        joules = math.nan if start_mj is None else (end_mj - start_mj) / 1000.0 / repeats
+        # A counter that did not advance read a window shorter than its update period: that energy
+        # is unresolved (NaN), not zero (a zero would make the max/min ratio infinite).
+        joules = (math.nan if start_mj is None or end_mj <= start_mj
+                  else (end_mj - start_mj) / 1000.0 / repeats)
         n_bytes = int(np.sum(scores.n_bytes))
         kb = n_bytes / 1000.0
         rows.append({"language": lang, "items": len(items), "bytes": n_bytes,
