@@ -1,10 +1,10 @@
-"""qfair.corpus.conllu: multiword tokens, empty nodes, repeated features, malformed files named."""
+"""qfair.treebank.conllu: multiword tokens, empty nodes, repeated features, malformed files named."""
 
 from __future__ import annotations
 
 import pytest
 
-from qfair.corpus.conllu import ConlluError, check_conllu, parse_conllu, read_conllu
+from qfair.treebank.conllu import ConlluError, check_conllu, parse_conllu, read_conllu
 
 
 def _line(*columns: str) -> str:

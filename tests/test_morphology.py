@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from qfair.analysis.morphology import boundary_score, internal_boundaries, pool_words
-from qfair.corpus.ud_features import TWT_TO_UD, FeatureMappingError, twt_to_ud
+from qfair.treebank.features import TWT_TO_UD, FeatureMappingError, twt_to_ud
 
 # --- Turkish Web Treebank features -> UD ---------------------------------------------------------
 

@@ -18,7 +18,7 @@ import yaml
 
 from qfair import paths
 from qfair.params import load_params
-from qfair.report.build import build_report, load_scale
+from qfair.report.build import all_profiles, build_report, load_scale
 from qfair.report.numbers import (
     ABSENT,
     GPU_ONLY,
@@ -107,7 +107,7 @@ def _quoted(numbers: dict[str, str]) -> set[str]:
 
 def test_without_scale_results_every_key_is_defined_and_the_text_says_so(workspace: Path, root_run) -> None:
     assert load_scale(workspace / "nowhere") is None
-    numbers = report_numbers(*root_run, None)
+    numbers = report_numbers(*root_run, None, all_profiles())  # as the report stage does
     assert _quoted(numbers) <= set(numbers), sorted(_quoted(numbers) - set(numbers))
     assert numbers["scale/hyp/EXP-001/value"] == numbers["scale/disp/rtn-w4-ch-sym/range"] == ABSENT
     assert "has not been run" in numbers["text/scale-status"]
@@ -118,7 +118,7 @@ def test_without_scale_results_every_key_is_defined_and_the_text_says_so(workspa
 def test_scale_keys_are_prefixed_and_primary(workspace: Path, root_run) -> None:
     scale = load_scale(workspace / paths.SCALE)
     assert scale is not None and scale[1].profile == "scale"
-    numbers = report_numbers(*root_run, scale)
+    numbers = report_numbers(*root_run, scale, all_profiles())
     assert _quoted(numbers) <= set(numbers), sorted(_quoted(numbers) - set(numbers))
     # a headline number of both profiles (the stand-in has the same results)
     assert numbers["scale/hyp/EXP-001/value"] == numbers["hyp/EXP-001/value"] != ABSENT

@@ -71,7 +71,7 @@ def twt_to_ud(feats: tuple[tuple[str, str], ...], where: str = "") -> dict[str, 
             if name in TWT_UNMAPPED:
                 continue
             raise FeatureMappingError(f"{where}: Turkish treebank feature {name}={value} has no UD mapping "
-                                      "(qfair.corpus.ud_features.TWT_TO_UD)")
+                                      "(qfair.treebank.features.TWT_TO_UD)")
         target = (verbal if value.startswith("V") else nominal) if name == "PersonNumber" else other
         target.update(mapped)
     return {**other, **nominal, **verbal}  # a predicate's verbal agreement wins (module docstring)
