@@ -16,18 +16,18 @@ from __future__ import annotations
 
 from qfair.errors import QfairError
 
-_PERSON_NUMBER = {f"{p}{n}": (("Number", {"sg": "Sing", "pl": "Plur"}[n]), ("Person", p[1]))
-                  for p in ("A1", "A2", "A3", "V1", "V2", "V3") for n in ("sg", "pl")}
+_NUMBER = {"sg": "Sing", "pl": "Plur"}
 
 TWT_TO_UD: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
-    **{("PersonNumber", key): value for key, value in _PERSON_NUMBER.items()},
-    **{("Possessive", f"P{p}{n}"): (("Number[psor]", {"sg": "Sing", "pl": "Plur"}[n]), ("Person[psor]", p))
-       for p in "123" for n in ("sg", "pl")},
+    # nominal (A) and verbal (V) agreement map alike; twt_to_ud lets the verbal win
+    **{("PersonNumber", f"{kind}{p}{n}"): (("Number", _NUMBER[n]), ("Person", p))
+       for kind in "AV" for p in "123" for n in _NUMBER},
+    **{("Possessive", f"P{p}{n}"): (("Number[psor]", _NUMBER[n]), ("Person[psor]", p))
+       for p in "123" for n in _NUMBER},
     ("Possessive", "Pnon"): (),
     **{("Case", case): (("Case", case),) for case in ("Abl", "Acc", "Dat", "Gen", "Ins", "Loc", "Nom")},
     ("Case", "Bare"): (("Case", "Nom"),),
-    ("Polarity", "Pos"): (("Polarity", "Pos"),),
-    ("Polarity", "Neg"): (("Polarity", "Neg"),),
+    **{("Polarity", value): (("Polarity", value),) for value in ("Pos", "Neg")},
     ("TenseAspectMood", "Past"): (("Tense", "Past"),),
     ("TenseAspectMood", "Nar"): (("Evident", "Nfh"), ("Tense", "Past")),
     ("TenseAspectMood", "Fut"): (("Tense", "Fut"),),
