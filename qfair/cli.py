@@ -10,8 +10,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from qfair import check_repro
 
 
@@ -39,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 def write_index(params: Path, out: Path) -> int:
     """Write the experiment index for the hypotheses of ``params`` (see qfair.report.index)."""
     from qfair.io import write_text
-    from qfair.report.index import index_markdown, paper_labels
+    from qfair.report.index import index_markdown, paper_labels, registered_hypotheses
 
-    hypotheses = yaml.safe_load(params.read_text(encoding="utf-8"))["hypotheses"]
+    hypotheses = registered_hypotheses(params.parent)
     write_text(out, index_markdown(hypotheses, paper_labels("paper")))
     print(f"qfair index: wrote {out}")
     return 0

@@ -115,16 +115,20 @@ def run_stages(names: list[str], folder: Path = FOLDER) -> dict[str, float]:
     return seconds
 
 
-def pack(target: Path, folder: Path = FOLDER) -> list[str]:
-    """The committed outputs that exist, as one .tar.gz (what a GPU machine sends back)."""
-    present = [name for name in COMMITTED if (folder / name).exists()]
+def pack_files(target: Path, folder: Path, names: list[str]) -> list[str]:
+    """``names`` (relative to ``folder``) as one .tar.gz, written atomically; returns them."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".tmp", delete=False) as tmp:
         with tarfile.open(fileobj=tmp, mode="w:gz") as archive:
-            for name in present:
+            for name in names:
                 archive.add(folder / name, arcname=name)
     os.replace(tmp.name, target)
-    return present
+    return names
+
+
+def pack(target: Path, folder: Path = FOLDER) -> list[str]:
+    """The committed outputs that exist, as one .tar.gz (what a GPU machine sends back)."""
+    return pack_files(target, folder, [name for name in COMMITTED if (folder / name).exists()])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,11 +6,17 @@ import pytest
 import yaml
 
 from qfair.report.experiments import CATALOGUE, appendix_tex
-from qfair.report.index import function_file, index_markdown, paper_labels, resolve_function
+from qfair.report.index import (
+    function_file,
+    index_markdown,
+    paper_labels,
+    registered_hypotheses,
+    resolve_function,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-HYPOTHESES = yaml.safe_load((ROOT / "params.yaml").read_text())["hypotheses"]
+HYPOTHESES = registered_hypotheses(ROOT)  # params.yaml's and the controlled family's
 LABELS = paper_labels(ROOT / "paper")
 BUILT = [e for e in CATALOGUE if not e.not_run]
 

@@ -31,7 +31,7 @@ TEX = all(shutil.which(tool) for tool in ("latexmk", "pdflatex", "bibtex"))
 STAGES = {"validate_params", "prepare_corpus", "train_tokenizer", "train_model", "evaluate",
           "compress_sweep", "compare_configs",
           "weight_census", "activation_profile", "interpretability", "tokenizer_premium", "mechanisms",
-          "snapshot",
+          "snapshot", "controlled_analysis",
           "report", "plots_template"} | ({"paper"} if TEX else set())
 TARGETS = [] if TEX else sorted(STAGES)
 # Includes every config the ledger's hypotheses name (params validation insists).

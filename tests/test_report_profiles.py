@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -98,6 +101,19 @@ def root_run(workspace: Path):
     return load_results(workspace), load_params(REPO / "params.yaml")
 
 
+@pytest.fixture(scope="module")
+def controlled_numbers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The ``ctl/`` keys, from the controlled_analysis stage run on the committed runs."""
+    from qfair.report import controlled
+
+    work = tmp_path_factory.mktemp("controlled")
+    (work / "controlled").symlink_to(REPO / "controlled")
+    (work / "stages").symlink_to(REPO / "stages")
+    subprocess.run([sys.executable, "-m", "qfair.stage", "stages/controlled_analysis.py"], cwd=work,
+                   check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return controlled.numbers(controlled.load(work / "results/controlled", work / "metrics/controlled.json"))
+
+
 def _quoted(numbers: dict[str, str]) -> set[str]:
     """Keys the hand-written paper quotes, and those the generated sentences quote in turn."""
     used = {key for path in hand_written_sources(PAPER)
@@ -105,9 +121,10 @@ def _quoted(numbers: dict[str, str]) -> set[str]:
     return used | {key for value in numbers.values() for key in QFNUM.findall(value)}
 
 
-def test_without_scale_results_every_key_is_defined_and_the_text_says_so(workspace: Path, root_run) -> None:
+def test_without_scale_results_every_key_is_defined_and_the_text_says_so(workspace: Path, root_run,
+                                                                         controlled_numbers) -> None:
     assert load_scale(workspace / "nowhere") is None
-    numbers = report_numbers(*root_run, None, all_profiles())  # as the report stage does
+    numbers = report_numbers(*root_run, None, all_profiles()) | controlled_numbers  # as the report does
     assert _quoted(numbers) <= set(numbers), sorted(_quoted(numbers) - set(numbers))
     assert numbers["scale/hyp/EXP-001/value"] == numbers["scale/disp/rtn-w4-ch-sym/range"] == ABSENT
     assert "has not been run" in numbers["text/scale-status"]
@@ -115,10 +132,10 @@ def test_without_scale_results_every_key_is_defined_and_the_text_says_so(workspa
     assert numbers["primary/hyp/EXP-001/value"] == numbers["hyp/EXP-001/value"]  # the root is primary
 
 
-def test_scale_keys_are_prefixed_and_primary(workspace: Path, root_run) -> None:
+def test_scale_keys_are_prefixed_and_primary(workspace: Path, root_run, controlled_numbers) -> None:
     scale = load_scale(workspace / paths.SCALE)
     assert scale is not None and scale[1].profile == "scale"
-    numbers = report_numbers(*root_run, scale, all_profiles())
+    numbers = report_numbers(*root_run, scale, all_profiles()) | controlled_numbers
     assert _quoted(numbers) <= set(numbers), sorted(_quoted(numbers) - set(numbers))
     # a headline number of both profiles (the stand-in has the same results)
     assert numbers["scale/hyp/EXP-001/value"] == numbers["hyp/EXP-001/value"] != ABSENT

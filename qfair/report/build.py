@@ -22,6 +22,7 @@ from qfair.determinism import GLIBC_HWCAPS_OFF, PORTABLE_ENV
 from qfair.io import atomic_dir, write_json, write_text
 from qfair.params import Params, load_params
 from qfair.profile import PROFILES, available
+from qfair.report import controlled as ctl
 from qfair.report import deployed, track_b
 from qfair.report import figures as fig
 from qfair.report import tables as tab
@@ -93,6 +94,8 @@ TABLES: dict[str, Callable[[Results, Params], str]] = {
 CROSS_TABLES = ("replication",)  # verdicts of both profiles side by side
 PREFIXES = ("", SCALE_PREFIX)  # the root profile's artifacts, the scale profile's
 NOT_RUN = "The scale profile has not been run in this checkout (scale/ holds no results)."
+CONTROLLED_NOT_RUN = ("The controlled family has not been analysed in this checkout "
+                      "(results/controlled is absent).")
 
 STAGE_ORDER = ("prepare_corpus", "train_tokenizer", "train_model", "evaluate", "compress_sweep",
                "weight_census", "activation_profile", "interpretability", "tokenizer_premium", "mechanisms")
@@ -215,12 +218,14 @@ def build_report(
     out: Path | str,
     profiles: Sequence[Params] | None = None,
     scale: tuple[Results, Params] | None = None,
+    controlled: dict | None = None,
 ) -> list[str]:
     """Write every generated file of the paper into ``out`` (replaced as a whole); return their paths.
 
     ``results``/``params`` are the root pipeline's, ``scale`` the scale profile's (:func:`load_scale`;
-    None: not run, and the paper says so). ``profiles`` (default: every profile in profiles/)
-    define which absent numbers read ``n/a``.
+    None: not run, and the paper says so), ``controlled`` the controlled family's
+    (:func:`qfair.report.controlled.load`; None: its figure and tables say it has not run).
+    ``profiles`` (default: every profile in profiles/) define which absent numbers read ``n/a``.
     """
     out = Path(out)
     profiles = all_profiles() if profiles is None else profiles
@@ -236,16 +241,27 @@ def build_report(
         write_text(staging / "tables" / "replication.tex",
                    tab.replication_table(compared_verdicts(scale[0], results)) if scale
                    else tab.not_run_note(NOT_RUN))
+        for name in ctl.FIGURES:
+            save_figure(ctl.share_figure(controlled) if controlled
+                        else fig.not_produced("controlled family", "controlled", "not run"),
+                        staging / "figures" / name)
+        for name, make in (("controlled_ledger", ctl.ledger_table), ("controlled_spread", ctl.spread_table)):
+            write_text(staging / "tables" / f"{name}.tex",
+                       make(controlled) if controlled else tab.not_run_note(CONTROLLED_NOT_RUN))
         facts = checklist_facts(results, params)
         if scale:
             facts += [(f"scale: {item}", value) for item, value in checklist_facts(*scale, packages=False)]
         else:
             facts.append(("scale profile", escape(NOT_RUN)))
         write_text(staging / "tables" / "checklist.tex", tab.checklist_table(facts))
-        write_text(staging / "numbers.tex", numbers_tex(report_numbers(results, params, scale, profiles),
-                                                        {"qfscale": scale is not None}))
+        numbers = report_numbers(results, params, scale, profiles)
+        numbers |= ctl.numbers(controlled) if controlled else {}
+        write_text(staging / "numbers.tex", numbers_tex(numbers, {"qfscale": scale is not None,
+                                                                  "qfcontrolled": controlled is not None}))
         write_text(
-            staging / "appendix.tex", appendix_tex(results.ledger, set(FIGURES), set(TABLES), params.profile)
+            staging / "appendix.tex",
+            appendix_tex(results.ledger, set(FIGURES) | (set(ctl.FIGURES) if controlled else set()),
+                         set(TABLES), params.profile)
         )
         files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
         write_json(staging / "manifest.json", {"files": files})

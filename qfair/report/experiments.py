@@ -108,34 +108,62 @@ CATALOGUE: tuple[Experiment, ...] = (
         ),
     ),
     Experiment(
+        "EXP-001c",
+        "Is the resource effect causal? The training share manipulated",
+        "A family of training runs identical except the training share of six target languages "
+        "(a Latin square of three share levels, several seeds): per language, the slope of rho and of "
+        "full-precision bits per byte on log share, and rho's slope holding bits per byte fixed. The "
+        "runs are GPU stages of controlled/dvc.yaml; the hypotheses live in controlled/params.yaml.",
+        figures=("controlled_share",),
+        hypotheses=("EXP-001c", "EXP-001c-3bit", "EXP-001c-gptq", "EXP-001c-adjusted"),
+        stages=("controlled_analysis",),
+        functions=(
+            "qfair.controlled.family.run_family",
+            "qfair.controlled.design.latin_square_shares",
+            "qfair.controlled.slopes.pooled_slope",
+            "qfair.controlled.slopes.adjusted_slope",
+            "qfair.controlled.analysis.share_slopes",
+            "qfair.controlled.analysis.ledger",
+        ),
+        outputs=(
+            "results/controlled/slopes.csv",
+            "results/controlled/languages.csv",
+            "results/controlled/hypotheses.json",
+        ),
+    ),
+    Experiment(
         "EXP-024/025",
         "Layer position and size scaling",
         "Layer of maximal kurtosis; Spearman correlation of model size and maximal kurtosis within a family.",
         figures=("kurtosis_heatmap",),
         hypotheses=("EXP-025",),
-        stages=("weight_census", "mechanisms"),
+        stages=("weight_census", "mechanisms", "controlled_analysis"),
         functions=(
             "qfair.analysis.mechanisms.layer_kurtosis",
+            "qfair.controlled.analysis.size_slopes",
         ),
         outputs=(
             "results/analysis/layers.csv",
             "results/census/summary.json",
+            "results/controlled/sizes.csv",
         ),
     ),
     Experiment(
         "EXP-023/027",
         "Dropout and growth during training",
-        "Kurtosis per checkpoint; a dropout twin run.",
+        "Kurtosis per checkpoint; dropout twins of the controlled family (controlled/params.yaml).",
         figures=("kurtosis_over_training",),
         hypotheses=("EXP-027", "EXP-023"),
-        stages=("train_model", "weight_census", "mechanisms"),
+        stages=("train_model", "weight_census", "mechanisms", "controlled_analysis"),
         functions=(
             "qfair.analysis.census.summarize_census",
             "qfair.analysis.mechanisms.checkpoint_table",
+            "qfair.controlled.analysis.dropout_effects",
         ),
         outputs=(
             "results/analysis/checkpoints.csv",
             "results/hypotheses.json",
+            "results/controlled/dropout.csv",
         ),
     ),
     Experiment(

@@ -49,6 +49,18 @@ def paper_labels(paper: Path | str) -> dict[str, str]:
     return where
 
 
+def registered_hypotheses(root: Path | str = ".") -> list[dict]:
+    """The pre-registered hypotheses: params.yaml's, and the controlled family's
+    (controlled/params.yaml), whose rule replaces a profile's NOT RUN placeholder of the same id."""
+    import yaml
+
+    root = Path(root)
+    profile = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))["hypotheses"]
+    family = yaml.safe_load((root / "controlled" / "params.yaml").read_text(encoding="utf-8"))["hypotheses"]
+    family_ids = {h["id"] for h in family}
+    return [h for h in profile if not (h["id"] in family_ids and h.get("kind") == "not_run")] + family
+
+
 def _rule(hypothesis: Mapping) -> str:
     # Generic on purpose: every field of the pre-registered rule except its id and wording.
     fields = [f"{key}={value}" for key, value in hypothesis.items() if key not in ("id", "statement")]
