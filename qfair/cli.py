@@ -39,7 +39,7 @@ def write_index(params: Path, out: Path) -> int:
     from qfair.io import write_text
     from qfair.report.index import index_markdown, paper_labels, registered_hypotheses
 
-    hypotheses = registered_hypotheses(params.parent)
+    hypotheses = registered_hypotheses(params, params.parent / "controlled" / "params.yaml")
     write_text(out, index_markdown(hypotheses, paper_labels("paper")))
     print(f"qfair index: wrote {out}")
     return 0

@@ -45,7 +45,7 @@ def main() -> None:
     write_json(METRICS, {
         "runs_designed": len(designed), "runs_committed": len(spec.runs),
         "pending_runs": [name for name in designed if name not in spec.runs],
-        "share_seeds_complete": complete_seeds(languages),
+        "share_seeds_complete": complete_seeds(spec, languages),
         "share_levels": spec.shares.levels, "target_languages": spec.shares.targets,
         "share_seeds": spec.shares.seeds, "configs": spec.configs,
         "verdicts": {h["id"]: h["verdict"] for h in hypotheses},

@@ -140,11 +140,52 @@ def test_spec_errors_name_the_field(tmp_path: Path) -> None:
 
 
 def test_committed_runs_are_part_of_the_design_and_complete() -> None:
-    from qfair.controlled.family import complete
+    from qfair.controlled.family import base_params, complete, run_params
 
     spec = load_spec(SPEC)
-    for name in spec.runs:
-        assert complete(REPO / "controlled" / "runs" / name), name
+    base = base_params(spec)
+    for plan in run_plans(spec):
+        if plan.name in spec.runs:  # finished, with the params the design gives it now
+            assert complete(REPO / "controlled" / "runs" / plan.name, run_params(spec, plan, base)), plan.name
+
+
+def test_seed_resampling_widens_the_pooled_interval() -> None:
+    rows = _synthetic(0.0, noise=0.0)
+    # every language has the same slope within a seed; the slope differs between seeds
+    rows["rho"] += 0.03 * (rows["seed"] - 1.5) * rows[X]
+    value, low, high = pooled_slope(rows, "rho", resamples=999, confidence=0.95, seed=3)
+    assert value == pytest.approx(0.0, abs=1e-9)
+    assert high - low > 0.02  # resampling languages alone would give a zero-width interval
+
+
+def test_complete_seeds_need_every_designed_rotation() -> None:
+    spec = load_spec(SPEC)
+    rows = pd.DataFrame([{"kind": "share", "seed": seed, "rotation": rotation}
+                         for seed, rotations in ((1, (0, 1, 2)), (2, (0, 1)), (3, (0, 1, 2)))
+                         for rotation in rotations])
+    assert analysis.complete_seeds(spec, rows) == [1, 3]
+    assert analysis.complete_seeds(spec, rows[rows["rotation"] < 2]) == []  # two of three levels
+
+
+def test_a_complete_design_gets_verdicts_and_a_pending_one_interim_estimates() -> None:
+    spec = load_spec(SPEC)
+    slopes = pd.DataFrame([{"outcome": f"rho:{c}{suffix}", "language": "pooled", "slope": -0.01,
+                            "ci_low": -0.02, "ci_high": -0.005}
+                           for c in spec.configs for suffix in ("", "|baseline_bpb")])
+    kurtosis = "max_weight_kurtosis"
+    dropout = pd.DataFrame([{"metric": kurtosis, "effect": 0.01, "ci_low": 0.002, "ci_high": 0.02}])
+    sizes = pd.DataFrame([{"metric": kurtosis, "slope": 0.1, "ci_low": -0.1, "ci_high": 0.3}])
+    designed = [plan.name for plan in run_plans(spec)]
+    everything = spec.model_copy(update={"runs": designed})
+    full = {e["id"]: e for e in analysis.ledger(everything, slopes, dropout, sizes)}
+    assert full["EXP-001c"]["verdict"] == "SUPPORTED" and full["EXP-001c"]["value"] == -0.01
+    assert full["EXP-023"]["verdict"] == "REJECTED"  # dropout raised kurtosis: the CI is above zero
+    assert full["EXP-025"]["verdict"] == "INCONCLUSIVE"
+    pending = {e["id"]: e for e in analysis.ledger(spec.model_copy(update={"runs": designed[1:]}),
+                                                   slopes, dropout, sizes)}
+    assert pending["EXP-001c"]["verdict"] == "NOT RUN" and pending["EXP-001c"]["interim_value"] == -0.01
+    assert pending["EXP-001c"]["pending_runs"] == designed[:1] and "value" not in pending["EXP-001c"]
+    assert pending["EXP-023"]["verdict"] == "REJECTED"  # its runs are all there
 
 
 def test_ledger_gives_no_verdict_while_runs_are_pending() -> None:
@@ -169,9 +210,17 @@ def test_cpu_machine_never_starts_a_run() -> None:
                           cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 2
     assert "CUDA GPU" in done.stderr and "dvc repro never starts a run" in done.stderr
-    # and dvc repro cannot: every run stage is frozen
+
+
+def test_dvc_repro_cannot_start_a_run() -> None:
     stages = yaml.safe_load((REPO / "controlled" / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    assert stages["run"]["do"]["frozen"] is True
+    assert stages["run"]["do"]["frozen"] is True and stages["run"]["foreach"] == "${runs}"
+    from qfair.controlled.family import RUN_OUTPUTS
+
+    # every committed output is a declared out of the run's stage (runs/<name>/<output>)
+    declared = {next(iter(out)).split("/", 2)[2]
+                for key in ("outs", "metrics") for out in stages["run"]["do"][key]}
+    assert declared == set(RUN_OUTPUTS)
 
 
 def _model_runs() -> pd.DataFrame:
@@ -228,7 +277,7 @@ def _tiny_family(root: Path) -> Path:
     spec = yaml.safe_load(SPEC.read_text(encoding="utf-8"))
     spec.update(
         base_params=str(base / "params.yaml"), workers=1,
-        sizes={"s25": {"hidden_size": 32, "n_layer": 2, "n_head": 2}},
+        sizes={"s25": {"hidden_size": 32, "n_layer": 2, "n_head": 2, "gpu_memory_gb": 1}},
         overrides={"train": {"steps": 3, "batch_size": 2, "context_length": 32, "warmup_steps": 1,
                              "eval_every": 3, "checkpoint_every": 3, "dev_blocks": 1, "threads": 1,
                              "device": "cpu", "precision": "float32", "compile": False,
@@ -262,6 +311,10 @@ def test_a_run_goes_through_the_pipeline_stages_on_cpu(tmp_path: Path) -> None:
     shares = languages.drop_duplicates("language").set_index("language")["train_share"]
     assert shares["sw_TZ"] == pytest.approx(0.04, rel=0.1) and shares["ko"] == pytest.approx(0.01, rel=0.1)
     assert row["parameters"] > 0 and set(languages["config"]) == set(spec.configs)
+    import tarfile
+
+    with tarfile.open(tmp_path / "out.tar.gz") as archive:
+        assert "runs/share-r1-seed1/results/done.json" in archive.getnames()
     # a second start skips the complete run
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
     assert again.returncode == 0 and "skipped" in again.stdout

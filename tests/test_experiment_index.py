@@ -16,7 +16,7 @@ from qfair.report.index import (
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-HYPOTHESES = registered_hypotheses(ROOT)  # params.yaml's and the controlled family's
+HYPOTHESES = registered_hypotheses(ROOT / "params.yaml", ROOT / "controlled" / "params.yaml")
 LABELS = paper_labels(ROOT / "paper")
 BUILT = [e for e in CATALOGUE if not e.not_run]
 

@@ -96,12 +96,12 @@ def gather(spec: FamilySpec, runs_folder: Path) -> tuple[pd.DataFrame, pd.DataFr
     return pd.DataFrame(rows), pd.concat(languages, ignore_index=True)
 
 
-def complete_seeds(languages: pd.DataFrame) -> list[int]:
-    """The seeds whose every rotation of the square is committed (the balanced part)."""
+def complete_seeds(spec: FamilySpec, languages: pd.DataFrame) -> list[int]:
+    """The seeds whose every designed rotation of the square is committed (the balanced part)."""
     shares = languages[languages["kind"] == "share"]
     if shares.empty:
         return []
-    rotations = shares["rotation"].nunique()
+    rotations = len(spec.shares.levels)
     per_seed = shares.groupby("seed")["rotation"].nunique()
     return sorted(int(seed) for seed, count in per_seed.items() if count == rotations)
 
@@ -110,7 +110,7 @@ def share_slopes(spec: FamilySpec, languages: pd.DataFrame) -> pd.DataFrame:
     """EXP-001c: per target language and pooled, the slopes of rho (each config) and of baseline
     bpb on ln share, and rho's slope holding baseline bpb fixed (pooled only); on the seeds with
     every rotation committed. Empty when fewer than two seeds are."""
-    seeds = complete_seeds(languages)
+    seeds = complete_seeds(spec, languages)
     if len(seeds) < 2:
         return pd.DataFrame(columns=["outcome", "language", "estimator", "slope", "ci_low", "ci_high",
                                      "seed_sd", "seeds"])
@@ -189,6 +189,8 @@ def seed_spread(runs: pd.DataFrame) -> pd.DataFrame:
     replicated = runs.assign(cell=cell).groupby("cell").filter(lambda g: len(g) > 1)
     metrics = [c for c in runs.columns if c.startswith(("mean_rho:", "range_rho:", "resource_spearman:"))]
     out = []
+    if replicated.empty:  # no cell has two seeds yet: no spread to report
+        return pd.DataFrame(columns=["metric", "cells", "replicate_runs", "mean", "seed_sd", "seed_cv"])
     for metric in [*RUN_METRICS, *metrics]:
         groups = replicated.groupby("cell")[metric]
         variances, sizes = groups.var(ddof=1), groups.size()
@@ -219,14 +221,18 @@ def estimate(name: str, slopes: pd.DataFrame, dropout: pd.DataFrame, sizes: pd.D
 
 
 def needed_runs(spec: FamilySpec, estimate_name: str) -> list[str]:
-    """The design's runs an estimate needs: the share runs, or the model runs it compares."""
+    """The design's runs an estimate needs: the share runs; the dropout-0 model runs (sizes); or
+    the model runs of the (size, seed) cells designed with and without dropout (dropout pairs)."""
     kind = estimate_name.partition(":")[0]
     plans = run_plans(spec)
     if kind.startswith("slope_rho"):
         return [p.name for p in plans if p.kind == "share"]
+    models = [p for p in plans if p.kind == "model"]
     if kind == "size_slope":
-        return [p.name for p in plans if p.kind == "model" and p.dropout == 0]
-    return [p.name for p in plans if p.kind == "model"]
+        return [p.name for p in models if p.dropout == 0]
+    with_dropout = {(p.size, p.seed) for p in models if p.dropout > 0}
+    without = {(p.size, p.seed) for p in models if p.dropout == 0}
+    return [p.name for p in models if (p.size, p.seed) in with_dropout & without]
 
 
 def ledger(spec: FamilySpec, slopes: pd.DataFrame, dropout: pd.DataFrame, sizes: pd.DataFrame) -> list[dict]:

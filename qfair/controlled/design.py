@@ -31,6 +31,7 @@ class Architecture(Strict):
     hidden_size: int = Field(ge=8, le=8192)
     n_layer: int = Field(ge=1, le=96)
     n_head: int = Field(ge=1, le=128)
+    gpu_memory_gb: float = Field(gt=0)  # measured peak of one run (the scheduler's unit)
 
 
 class ShareDesign(Strict):
@@ -75,8 +76,7 @@ class ModelRun(Strict):
 
 class Hypothesis(Strict):
     """A pre-registered rule: SUPPORTED when the estimate's whole CI lies beyond ``threshold`` in
-    ``direction`` (and, with ``min_effect``, the estimate itself does), REJECTED when the CI lies on
-    the other side, INCONCLUSIVE otherwise."""
+    ``direction``, REJECTED when the CI lies on the other side, INCONCLUSIVE otherwise."""
 
     id: str
     statement: str
@@ -87,7 +87,8 @@ class Hypothesis(Strict):
 
 class FamilySpec(Strict):
     base_params: str  # the scale profile's params, relative to controlled/
-    workers: int = Field(ge=1, le=32)  # runs trained at once on the one GPU
+    workers: int = Field(ge=1, le=32)  # runs trained at once on the one GPU, at most
+    gpu_memory_gb: float = Field(gt=0)  # what the runs going at once may use together
     sizes: dict[str, Architecture] = Field(min_length=1)
     # Section-wise overrides of the base params (train, eval, compress, ...), validated with each
     # run's params by the pipeline's schema.

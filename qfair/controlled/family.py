@@ -20,21 +20,26 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 
 from qfair.controlled.design import FamilyError, FamilySpec, RunPlan, run_plans
-from qfair.io import read_jsonl, write_jsonl, write_text
+from qfair.io import read_json, read_jsonl, sha256_text, write_json, write_jsonl, write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "controlled"
 RUN_STAGES = ("train_model", "evaluate", "compress_sweep", "weight_census", "activation_profile")
 # A run's small results, versioned in git (controlled/dvc.yaml); paths relative to its folder.
+DONE = "results/done.json"  # written last: the run's params hash; what complete() trusts
 RUN_OUTPUTS = (
-    "data/corpus/manifest.json", "metrics/train.json", "metrics/train/dev_loss.csv", "metrics/eval.json",
+    "params.yaml", DONE, "data/corpus/manifest.json", "metrics/train.json", "metrics/train/dev_loss.csv",
+    "metrics/eval.json",
     "metrics/sweep.json",
     "results/eval/per_language.csv", "results/sweep/per_language.csv", "results/census/tensors.csv",
     "results/activations/input_outliers_languages.csv",
@@ -60,7 +65,8 @@ def run_params(spec: FamilySpec, plan: RunPlan, base: dict) -> dict:
 
     params = json.loads(json.dumps(base))  # a deep copy
     params["seed"] = plan.seed
-    params["model"] = {**params["model"], **plan.architecture.model_dump(), "dropout": plan.dropout}
+    architecture = plan.architecture.model_dump(exclude={"gpu_memory_gb"})
+    params["model"] = {**params["model"], **architecture, "dropout": plan.dropout}
     params["eval"] = {**params["eval"], "splits": ["test"],
                       "cost": {**params["eval"]["cost"], "enabled": False}}
     params["compress"] = {**params["compress"], "configs": list(spec.configs)}
@@ -79,17 +85,28 @@ def prepare_pools(spec: FamilySpec, target: Path, folder: Path = FOLDER) -> dict
 
     The scale corpus is rebuilt with every language's floor at the top language's bytes, so each
     pool is kept whole (or cut to the top language's size); the languages, split seed and sources
-    are the scale profile's, so dev and test are the same verses and stay out of the pools.
+    are the scale profile's, so dev and test are the same verses. Both are checked against the
+    prepared scale corpus the runs evaluate on: the same dev/test ids, none of them in a pool.
     """
     from qfair.corpus.build import build_corpus
+    from qfair.corpus.store import read_split
     from qfair.params import CorpusParams
+
+    scale_corpus = (folder / spec.base_params).resolve().parent / "data" / "corpus"
+    evaluated = {split: read_split(scale_corpus, split) for split in ("dev", "test")}
 
     corpus_params = dict(base_params(spec, folder)["corpus"])
     share = json.loads(json.dumps(corpus_params["training_share"]))
     share["published"]["floor_fraction"] = 1.0
     corpus_params["training_share"] = share
     corpus, _ = build_corpus(CorpusParams.model_validate(corpus_params))
-    held_out = {key for split in ("dev", "test") for items in corpus.splits[split].values() for key in items}
+    for split, per_language in evaluated.items():
+        if {lang: set(items) for lang, items in per_language.items()} != \
+                {lang: set(items) for lang, items in corpus.splits[split].items()}:
+            raise FamilyError(f"the rebuilt corpus' {split} split differs from {scale_corpus / split}; "
+                              "prepare the scale corpus again with this code")
+    held_out = {key for per_language in evaluated.values()
+                for items in per_language.values() for key in items}
     sizes = {}
     for lang in spec.shares.targets:
         pool = corpus.splits["train"][lang]
@@ -144,7 +161,7 @@ def build_run(spec: FamilySpec, plan: RunPlan, base: dict, scale_folder: Path, p
     """A ready-to-run folder: params.yaml, data/corpus and models/tokenizer (the scale tokenizer)."""
     from qfair.corpus.build import write_corpus
 
-    write_text(folder / "params.yaml", yaml.safe_dump(run_params(spec, plan, base), sort_keys=False))
+    write_text(folder / "params.yaml", params_text(run_params(spec, plan, base)))
     corpus, sources = run_corpus(plan, scale_folder / "data" / "corpus", pools, spec.seed)
     if (folder / "data" / "corpus").exists():
         shutil.rmtree(folder / "data" / "corpus")
@@ -155,8 +172,21 @@ def build_run(spec: FamilySpec, plan: RunPlan, base: dict, scale_folder: Path, p
     shutil.copytree(scale_folder / "models" / "tokenizer", tokenizer)
 
 
+def params_sha256(folder: Path) -> str:
+    return sha256_text((folder / "params.yaml").read_text(encoding="utf-8"))
+
+
 def run_one(plan: RunPlan, folder: Path) -> dict[str, float]:
-    """Every stage of one run in its folder (each stage's output in ``folder/run.log``)."""
+    """Every stage of one run in its folder (each stage's output in ``folder/run.log``), then the
+    done marker. Results of an earlier attempt are removed first, so a failed rerun leaves none."""
+    for name in RUN_OUTPUTS:
+        if name in ("params.yaml", "data/corpus/manifest.json"):
+            continue  # build_run has just written them
+        path = folder / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
     seconds = {}
@@ -169,14 +199,47 @@ def run_one(plan: RunPlan, folder: Path) -> dict[str, float]:
             if done.returncode != 0:
                 raise FamilyError(f"run {plan.name}: stage {stage} failed (exit {done.returncode}); "
                                   f"see {folder / 'run.log'}")
+    write_json(folder / DONE, {"run": plan.name, "params_sha256": params_sha256(folder), "seconds": seconds})
     return seconds
 
 
-def complete(folder: Path) -> bool:
-    """Whether a run folder holds every committed output of a finished run."""
+def complete(folder: Path, params: dict | None = None) -> bool:
+    """Whether a run folder holds a finished run: every committed output and a done marker whose
+    params hash is its params.yaml's (and, given ``params``, the run's expected params)."""
+    if not all((folder / name).exists() for name in RUN_OUTPUTS):
+        return False
     stages_timed = {path.stem for path in (folder / "results" / "timings").glob("*.json")}
-    return set(RUN_STAGES) <= stages_timed and all(
-        (folder / name).exists() for name in RUN_OUTPUTS if name != "results/timings")
+    sha = params_sha256(folder)
+    expected = sha256_text(params_text(params)) if params is not None else sha
+    return set(RUN_STAGES) <= stages_timed and read_json(folder / DONE)["params_sha256"] == sha == expected
+
+
+def params_text(params: dict) -> str:
+    """A run's params.yaml as written (one serialisation, so its hash identifies the settings)."""
+    return yaml.safe_dump(params, sort_keys=False)
+
+
+class MemoryBudget:
+    """GPU memory shared by the worker threads: a run starts only when its measured need fits
+    beside the runs already going (OOM killed 11 of 19 runs when six started at once)."""
+
+    def __init__(self, total_gb: float) -> None:
+        self.total, self.used = total_gb, 0.0
+        self.condition = threading.Condition()
+
+    @contextmanager
+    def hold(self, need_gb: float) -> Iterator[None]:
+        if need_gb > self.total:
+            raise FamilyError(f"a run needs {need_gb} GB, more than gpu_memory_gb {self.total}")
+        with self.condition:
+            self.condition.wait_for(lambda: self.used + need_gb <= self.total)
+            self.used += need_gb
+        try:
+            yield
+        finally:
+            with self.condition:
+                self.used -= need_gb
+                self.condition.notify_all()
 
 
 def run_family(spec: FamilySpec, names: list[str] | None, workers: int, folder: Path = FOLDER,
@@ -194,15 +257,18 @@ def run_family(spec: FamilySpec, names: list[str] | None, workers: int, folder: 
     base = base_params(spec, folder)
     scale_folder = scale_folder or (folder / spec.base_params).resolve().parent
     plans.sort(key=lambda p: -(p.architecture.hidden_size ** 2 * p.architecture.n_layer))
+    budget = MemoryBudget(spec.gpu_memory_gb)
 
     def one(plan: RunPlan) -> str:
         run_folder = folder / "runs" / plan.name
-        if not force and complete(run_folder):
+        if not force and complete(run_folder, run_params(spec, plan, base)):
             print(f"== controlled: {plan.name} skipped: its results are complete", flush=True)
             return "skipped: complete"
+        need = spec.sizes[plan.size].gpu_memory_gb
         try:
-            build_run(spec, plan, base, scale_folder, folder / "data" / "pools", run_folder)
-            seconds = run_one(plan, run_folder)
+            with budget.hold(need):
+                build_run(spec, plan, base, scale_folder, folder / "data" / "pools", run_folder)
+                seconds = run_one(plan, run_folder)
         except Exception as error:  # reported per run; the others go on
             print(f"== controlled: {plan.name} FAILED: {error}", flush=True)
             return f"{type(error).__name__}: {error}"
@@ -215,10 +281,11 @@ def run_family(spec: FamilySpec, names: list[str] | None, workers: int, folder: 
 
 
 def pack(target: Path, folder: Path = FOLDER) -> list[str]:
-    """Every run's small results and logs that exist, as one .tar.gz (what the GPU machine sends back)."""
+    """Every complete run's small results, and every run's log, as one .tar.gz (what the GPU
+    machine sends back)."""
     from qfair.scale import pack_files
 
     runs = sorted((folder / "runs").glob("*"))
-    names = [f"runs/{run.name}/{name}" for run in runs for name in (*RUN_OUTPUTS, "run.log")
-             if (run / name).exists()]
+    names = [f"runs/{run.name}/{name}" for run in runs if complete(run) for name in RUN_OUTPUTS]
+    names += [f"runs/{run.name}/run.log" for run in runs if (run / "run.log").exists()]
     return pack_files(target, folder, names)

@@ -49,14 +49,14 @@ def paper_labels(paper: Path | str) -> dict[str, str]:
     return where
 
 
-def registered_hypotheses(root: Path | str = ".") -> list[dict]:
-    """The pre-registered hypotheses: params.yaml's, and the controlled family's
-    (controlled/params.yaml), whose rule replaces a profile's NOT RUN placeholder of the same id."""
+def registered_hypotheses(params: Path | str = "params.yaml",
+                          family: Path | str = "controlled/params.yaml") -> list[dict]:
+    """The pre-registered hypotheses: the profile's (``params``) and the controlled family's
+    (``family``), whose rule replaces a profile's NOT RUN placeholder of the same id."""
     import yaml
 
-    root = Path(root)
-    profile = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))["hypotheses"]
-    family = yaml.safe_load((root / "controlled" / "params.yaml").read_text(encoding="utf-8"))["hypotheses"]
+    profile = yaml.safe_load(Path(params).read_text(encoding="utf-8"))["hypotheses"]
+    family = yaml.safe_load(Path(family).read_text(encoding="utf-8"))["hypotheses"]
     family_ids = {h["id"] for h in family}
     return [h for h in profile if not (h["id"] in family_ids and h.get("kind") == "not_run")] + family
 
