@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import TextIO
 
 from qfair.errors import QfairError
 
@@ -58,6 +59,14 @@ COMMITTED = (
 
 class ScaleError(QfairError):
     """The scale run cannot start here; the message names what is missing."""
+
+
+class StageFailed(ScaleError):
+    """A stage script exited non-zero; ``stage`` names it."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
 
 
 def gpu_problem(cuda_available: bool | None = None) -> str | None:
@@ -97,21 +106,23 @@ def select(stages: tuple[str, ...], start: str | None, stop: str | None) -> list
     return list(stages[first : last + 1])
 
 
-def run_stages(names: list[str], folder: Path = FOLDER) -> dict[str, float]:
-    """Run each stage script as `dvc repro` would, in ``folder``; stop at the first that fails."""
+def run_stages(names: list[str], folder: Path = FOLDER, log: TextIO | None = None) -> dict[str, float]:
+    """Run each stage script as `dvc repro` would, in ``folder``; stop at the first that fails
+    (:class:`StageFailed`). The stages' output goes to ``log`` when given, else to this process'."""
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
     seconds = {}
     for name in names:
-        print(f"== scale: {name}", flush=True)
+        print(f"== {folder.name}: {name}", file=log or sys.stdout, flush=True)
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "qfair.stage", str(ROOT / "stages" / f"{name}.py")],
-                              cwd=folder, env=env, check=False)
-        seconds[name] = time.perf_counter() - start
+                              cwd=folder, env=env, check=False, stdout=log,
+                              stderr=subprocess.STDOUT if log else None)
+        seconds[name] = round(time.perf_counter() - start, 1)
         if done.returncode != 0:
-            raise ScaleError(f"scale stage {name} failed (exit {done.returncode}); its message is above. "
-                             f"Rerun from it with `python -m qfair.scale all --from {name}`")
-        print(f"== scale: {name} done in {seconds[name]:.0f} s", flush=True)
+            where = f"see {log.name}" if log else "its message is above"
+            raise StageFailed(name, f"stage {name} failed in {folder} (exit {done.returncode}); {where}")
+        print(f"== {folder.name}: {name} done in {seconds[name]:.0f} s", file=log or sys.stdout, flush=True)
     return seconds
 
 
@@ -147,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ScaleError(problem)
         check_params()
         try:
-            seconds = run_stages(names)
+            try:
+                seconds = run_stages(names)
+            except StageFailed as error:
+                raise ScaleError(f"{error}. Rerun from it with "
+                                 f"`python -m qfair.scale all --from {error.stage}`") from None
         finally:
             if args.pack:
                 print(f"packed {len(pack(args.pack))} outputs into {args.pack}")

@@ -23,17 +23,17 @@ from scipy import stats as sps
 
 from qfair.analysis.stats import NOT_RUN, verdict
 from qfair.controlled.design import FamilyError, FamilySpec, RunPlan, run_plans
-from qfair.controlled.slopes import X, adjusted_slope, language_slopes, pooled_slope
+from qfair.controlled.slopes import X, adjusted_slope, language_slopes, pooled_slope, t_interval
 from qfair.io import read_json
 
-ESTIMATES = {
-    "slope_rho:<config>": "mean over target languages and seeds of the OLS slope of rho on ln share "
+ESTIMATES = {  # by kind; a hypothesis' estimate is "<kind>:<config or metric>"
+    "slope_rho": "mean over target languages and seeds of the OLS slope of rho on ln share "
                           "(share runs; two-way bootstrap CI over languages and seeds)",
-    "slope_rho_given_bpb:<config>": "the ln-share coefficient of rho ~ ln share + baseline bpb + language "
+    "slope_rho_given_bpb": "the ln-share coefficient of rho ~ ln share + baseline bpb + language "
                                     "(share runs; same bootstrap)",
-    "dropout_effect:<metric>": "mean paired difference dropout 0.1 minus dropout 0 (same size and seed); "
+    "dropout_effect": "mean paired difference dropout 0.1 minus dropout 0 (same size and seed); "
                                "t interval over pairs",
-    "size_slope:<metric>": "OLS slope of the metric on ln parameters over the dropout-0 model runs; "
+    "size_slope": "OLS slope of the metric on ln parameters over the dropout-0 model runs; "
                            "t interval (n - 2 df)",
 }
 RUN_METRICS = ("max_weight_kurtosis", "max_act_kurtosis", "mean_act_kurtosis", "dev_loss",
@@ -136,12 +136,9 @@ def share_slopes(spec: FamilySpec, languages: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out).assign(seeds=len(seeds))
 
 
-def _t_interval(values: np.ndarray, confidence: float) -> tuple[float, float, float]:
-    mean = float(values.mean())
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    half = float(sps.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
-    return mean, mean - half, mean + half
+def _effect_metrics(runs: pd.DataFrame) -> list[str]:
+    """The run-level numbers the dropout and size comparisons report."""
+    return [*RUN_METRICS, *[c for c in runs.columns if c.startswith(("mean_rho:", "range_rho:"))]]
 
 
 def dropout_effects(runs: pd.DataFrame, confidence: float) -> pd.DataFrame:
@@ -153,11 +150,10 @@ def dropout_effects(runs: pd.DataFrame, confidence: float) -> pd.DataFrame:
     if len(pairs) == 0:
         return pd.DataFrame(columns=["metric", "pairs", "effect", "ci_low", "ci_high", "with_dropout",
                                      "without_dropout"])
-    metrics = [*RUN_METRICS, *[c for c in runs.columns if c.startswith(("mean_rho:", "range_rho:"))]]
     out = []
-    for metric in metrics:
+    for metric in _effect_metrics(runs):
         diffs = (on.loc[pairs, metric] - off.loc[pairs, metric]).to_numpy(float)
-        value, low, high = _t_interval(diffs, confidence)
+        value, low, high = (float(v) for v in t_interval(diffs, confidence))
         out.append({"metric": metric, "pairs": len(pairs), "effect": value, "ci_low": low, "ci_high": high,
                     "with_dropout": float(on.loc[pairs, metric].mean()),
                     "without_dropout": float(off.loc[pairs, metric].mean())})
@@ -170,9 +166,8 @@ def size_slopes(runs: pd.DataFrame, confidence: float) -> pd.DataFrame:
     if models["size"].nunique() < 3:
         return pd.DataFrame(columns=["metric", "runs", "sizes", "slope", "ci_low", "ci_high"])
     x = np.log(models["parameters"].to_numpy(float))
-    metrics = [*RUN_METRICS, *[c for c in runs.columns if c.startswith(("mean_rho:", "range_rho:"))]]
     out = []
-    for metric in metrics:
+    for metric in _effect_metrics(runs):
         fit = sps.linregress(x, models[metric].to_numpy(float))
         n = len(x)
         half = float(sps.t.ppf(0.5 + confidence / 2, n - 2) * fit.stderr) if n > 2 else float("nan")
@@ -247,8 +242,7 @@ def ledger(spec: FamilySpec, slopes: pd.DataFrame, dropout: pd.DataFrame, sizes:
         result = estimate(h.estimate, slopes, dropout, sizes)
         pending = [name for name in needed_runs(spec, h.estimate) if name not in spec.runs]
         entry = {"id": h.id, "statement": h.statement, "kind": "controlled", "estimate": h.estimate,
-                 "estimator": ESTIMATES[h.estimate.split(":")[0] + ":<" +
-                                        ("config" if h.estimate.startswith("slope") else "metric") + ">"],
+                 "estimator": ESTIMATES[h.estimate.partition(":")[0]],
                  "direction": h.direction, "threshold": h.threshold, "confidence": spec.confidence}
         if pending:
             entry |= {"verdict": NOT_RUN, "pending_runs": pending,

@@ -2,9 +2,10 @@
 
 Each run folder is laid out like the repository root (``params.yaml``, ``data/corpus``,
 ``models/tokenizer``), so the pipeline's own stage scripts train, evaluate, compress and profile it
-(:func:`qfair.scale.run_stages`); nothing here re-implements a stage. What differs between runs is
-only what the design says: the target languages' training text (a seeded, nested subsample of
-their pools: a smaller share's text is inside every larger one's), the seed, the size, the dropout.
+(:func:`qfair.scale.run_stages`, as the scale run does); nothing here re-implements a stage.
+What differs between runs is only what the design says: the target languages' training text (a
+seeded, nested subsample of their pools: a smaller share's text is inside every larger one's), the
+seed, the size, the dropout.
 
 The parts and where they run:
 - :func:`prepare_pools` (CPU, once): the target languages' whole training pools, built by the
@@ -16,12 +17,8 @@ The parts and where they run:
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -156,12 +153,12 @@ def run_corpus(plan: RunPlan, base_corpus: Path, pools: Path, seed: int):
     return Corpus(languages=languages, splits=splits, allocation=allocation), manifest["sources"]
 
 
-def build_run(spec: FamilySpec, plan: RunPlan, base: dict, scale_folder: Path, pools: Path,
+def build_run(spec: FamilySpec, plan: RunPlan, params: dict, scale_folder: Path, pools: Path,
               folder: Path) -> None:
     """A ready-to-run folder: params.yaml, data/corpus and models/tokenizer (the scale tokenizer)."""
     from qfair.corpus.build import write_corpus
 
-    write_text(folder / "params.yaml", params_text(run_params(spec, plan, base)))
+    write_text(folder / "params.yaml", params_text(params))
     corpus, sources = run_corpus(plan, scale_folder / "data" / "corpus", pools, spec.seed)
     if (folder / "data" / "corpus").exists():
         shutil.rmtree(folder / "data" / "corpus")
@@ -187,18 +184,10 @@ def run_one(plan: RunPlan, folder: Path) -> dict[str, float]:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
-    seconds = {}
+    from qfair.scale import run_stages
+
     with open(folder / "run.log", "a", encoding="utf-8") as log:
-        for stage in RUN_STAGES:
-            start = time.perf_counter()
-            done = subprocess.run([sys.executable, "-m", "qfair.stage", str(ROOT / "stages" / f"{stage}.py")],
-                                  cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
-            seconds[stage] = round(time.perf_counter() - start, 1)
-            if done.returncode != 0:
-                raise FamilyError(f"run {plan.name}: stage {stage} failed (exit {done.returncode}); "
-                                  f"see {folder / 'run.log'}")
+        seconds = run_stages(list(RUN_STAGES), folder, log=log)
     write_json(folder / DONE, {"run": plan.name, "params_sha256": params_sha256(folder), "seconds": seconds})
     return seconds
 
@@ -261,13 +250,14 @@ def run_family(spec: FamilySpec, names: list[str] | None, workers: int, folder: 
 
     def one(plan: RunPlan) -> str:
         run_folder = folder / "runs" / plan.name
-        if not force and complete(run_folder, run_params(spec, plan, base)):
+        params = run_params(spec, plan, base)
+        if not force and complete(run_folder, params):
             print(f"== controlled: {plan.name} skipped: its results are complete", flush=True)
             return "skipped: complete"
         need = spec.sizes[plan.size].gpu_memory_gb
         try:
             with budget.hold(need):
-                build_run(spec, plan, base, scale_folder, folder / "data" / "pools", run_folder)
+                build_run(spec, plan, params, scale_folder, folder / "data" / "pools", run_folder)
                 seconds = run_one(plan, run_folder)
         except Exception as error:  # reported per run; the others go on
             print(f"== controlled: {plan.name} FAILED: {error}", flush=True)

@@ -100,16 +100,27 @@ def bootstrap(data: Cells, statistic: Callable[[dict[str, np.ndarray]], float], 
     return float(statistic(data.values)), float(low), float(high)
 
 
+def t_interval(values: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean along the last axis and its t interval (NaN bounds with fewer than two values)."""
+    values = np.asarray(values, dtype=float)
+    n = values.shape[-1]
+    mean = values.mean(axis=-1)
+    if n < 2:
+        nan = np.full_like(mean, np.nan)
+        return mean, nan, nan
+    half = sps.t.ppf(0.5 + confidence / 2, n - 1) * values.std(axis=-1, ddof=1) / np.sqrt(n)
+    return mean, mean - half, mean + half
+
+
 def language_slopes(rows: pd.DataFrame, outcome: str, confidence: float) -> pd.DataFrame:
     """Per language: the mean seed slope of ``outcome`` on log share, its t interval over seeds."""
     data = cells(rows, [outcome])
     slopes = cell_slopes(data.values[X], data.values[outcome])  # [language, seed]
     n = slopes.shape[1]
-    mean = slopes.mean(axis=1)
+    mean, low, high = t_interval(slopes, confidence)
     sd = slopes.std(axis=1, ddof=1) if n > 1 else np.full(len(mean), np.nan)
-    half = sps.t.ppf(0.5 + confidence / 2, n - 1) * sd / np.sqrt(n) if n > 1 else np.full(len(mean), np.nan)
-    return pd.DataFrame({"language": data.languages, "slope": mean, "ci_low": mean - half,
-                         "ci_high": mean + half, "seeds": n, "seed_sd": sd})
+    return pd.DataFrame({"language": data.languages, "slope": mean, "ci_low": low,
+                         "ci_high": high, "seeds": n, "seed_sd": sd})
 
 
 def pooled_slope(rows: pd.DataFrame, outcome: str, resamples: int, confidence: float,

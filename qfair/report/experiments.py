@@ -110,8 +110,8 @@ CATALOGUE: tuple[Experiment, ...] = (
     Experiment(
         "EXP-001c",
         "Is the resource effect causal? The training share manipulated",
-        "A family of training runs identical except the training share of six target languages "
-        "(a Latin square of three share levels, several seeds): per language, the slope of rho and of "
+        "A family of training runs identical except the training share of a set of target languages "
+        "(a Latin square over the share levels, several seeds): per language, the slope of rho and of "
         "full-precision bits per byte on log share, and rho's slope holding bits per byte fixed. The "
         "runs are GPU stages of controlled/dvc.yaml; the hypotheses live in controlled/params.yaml.",
         figures=("controlled_share",),
