@@ -19,9 +19,11 @@ from qfair.determinism import portable_numerics
 portable_numerics()  # before torch loads, as `python -m qfair.stage` does
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from qfair.analysis.stats import correlation_battery  # noqa: E402
+from qfair.controlled.slopes import adjusted_slope, pooled_slope  # noqa: E402
 from qfair.determinism import deterministic_cpu  # noqa: E402
 from qfair.models.linears import target_linears  # noqa: E402
 from qfair.models.load import build_bloom  # noqa: E402
@@ -81,6 +83,14 @@ def main() -> None:
     out["rel_degradation"] = digest(rel)
     out["ci"] = digest(np.array(cis))
     out["battery"] = digest(np.array([v for v in vars(battery).values() if isinstance(v, float)]))
+    # the controlled family's estimators (qfair.controlled.slopes): OLS slopes and bootstraps
+    shares = np.log([0.0025, 0.01, 0.04])
+    rows = pd.DataFrame([{"language": lang, "seed": seed, "log_share": x, "baseline_bpb": 2 - 0.2 * x + r,
+                          "rho": 1e-3 * (1 + rel[i]) + 1e-4 * x * (seed + 1) + r}
+                         for i, lang in enumerate(LANGUAGES) for seed in range(2)
+                         for x, r in zip(shares, rng.normal(0, 1e-4, 3), strict=True)])
+    out["controlled_slopes"] = digest(np.array([*pooled_slope(rows, "rho", 199, 0.95, 13),
+                                                *adjusted_slope(rows, "rho", "baseline_bpb", 199, 0.95, 13)]))
     out["numpy_exp_log"] = digest(np.exp(rel * 50), np.log1p(np.abs(rel)), np.tanh(rel * 9))
     out["aten_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     json.dump(out, sys.stdout)
