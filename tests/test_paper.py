@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from qfair.io import NonFiniteResultError
-from qfair.report import controlled
+from qfair.report import controlled, track_d
 from qfair.report.build import CROSS_TABLES, FIGURES, TABLES, all_profiles, generated_names
 from qfair.report.latex import booktabs, escape, fmt, fmt_sig, numbers_tex
 from qfair.report.numbers import ABSENT, GPU_ONLY, PRIMARY_PREFIX, SCALE_PREFIX, absent_numbers
@@ -83,8 +83,9 @@ def test_every_input_is_prose_or_a_report_output() -> None:
     assert owners.get("paper/generated") == "report", "paper/generated must be an output of the report stage"
     paper_deps = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["paper"]["deps"])
     tables = {f"generated/tables/{name}"
-              for name in generated_names(TABLES) | set(CROSS_TABLES) | set(controlled.TABLES)}
-    # the root profile's and the scale profile's (scale/<name>), and the controlled family's
+              for name in generated_names(TABLES) | set(CROSS_TABLES) | set(controlled.TABLES)
+              | set(track_d.TABLES)}
+    # the root profile's and the scale profile's (scale/<name>), the controlled family's and Track D's
     figures = generated_names(FIGURES) | set(controlled.FIGURES)
     problems = []
     for source in hand_written_sources(PAPER):

@@ -114,6 +114,16 @@ def controlled_numbers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, st
     return controlled.numbers(controlled.load(work / "results/controlled", work / "metrics/controlled.json"))
 
 
+@pytest.fixture(scope="module")
+def track_d_numbers() -> dict[str, str]:
+    """The ``td/`` keys, from the committed Track D results of the root profile."""
+    from qfair.report import track_d
+
+    data = track_d.load(REPO / "results/track_d", REPO / "metrics/track_d.json")
+    assert data is not None, "results/track_d is committed with the embedded profile's results"
+    return track_d.numbers(data)
+
+
 def _quoted(numbers: dict[str, str]) -> set[str]:
     """Keys the hand-written paper quotes, and those the generated sentences quote in turn."""
     used = {key for path in hand_written_sources(PAPER)
@@ -122,9 +132,11 @@ def _quoted(numbers: dict[str, str]) -> set[str]:
 
 
 def test_without_scale_results_every_key_is_defined_and_the_text_says_so(workspace: Path, root_run,
-                                                                         controlled_numbers) -> None:
+                                                                         controlled_numbers,
+                                                                         track_d_numbers) -> None:
     assert load_scale(workspace / "nowhere") is None
-    numbers = report_numbers(*root_run, None, all_profiles()) | controlled_numbers  # as the report does
+    numbers = (report_numbers(*root_run, None, all_profiles()) | controlled_numbers
+               | track_d_numbers)  # as the report does
     assert _quoted(numbers) <= set(numbers), sorted(_quoted(numbers) - set(numbers))
     assert numbers["scale/hyp/EXP-001/value"] == numbers["scale/disp/rtn-w4-ch-sym/range"] == ABSENT
     assert "has not been run" in numbers["text/scale-status"]
@@ -132,10 +144,11 @@ def test_without_scale_results_every_key_is_defined_and_the_text_says_so(workspa
     assert numbers["primary/hyp/EXP-001/value"] == numbers["hyp/EXP-001/value"]  # the root is primary
 
 
-def test_scale_keys_are_prefixed_and_primary(workspace: Path, root_run, controlled_numbers) -> None:
+def test_scale_keys_are_prefixed_and_primary(workspace: Path, root_run, controlled_numbers,
+                                             track_d_numbers) -> None:
     scale = load_scale(workspace / paths.SCALE)
     assert scale is not None and scale[1].profile == "scale"
-    numbers = report_numbers(*root_run, scale, all_profiles()) | controlled_numbers
+    numbers = report_numbers(*root_run, scale, all_profiles()) | controlled_numbers | track_d_numbers
     assert _quoted(numbers) <= set(numbers), sorted(_quoted(numbers) - set(numbers))
     # a headline number of both profiles (the stand-in has the same results)
     assert numbers["scale/hyp/EXP-001/value"] == numbers["hyp/EXP-001/value"] != ABSENT

@@ -77,15 +77,19 @@ def head_specificity(features: pd.DataFrame, specific_min: float, universal_max:
     return out
 
 
-def outlier_heads(census_heads: pd.DataFrame, top_fraction: float) -> pd.Series:
-    """Boolean per (layer, head): the output-projection slice's excess kurtosis is in the top
-    ``top_fraction`` of the model's heads (rounded up, at least one head)."""
-    count = max(1, int(np.ceil(top_fraction * len(census_heads))))
-    ranked = census_heads.sort_values(["excess_kurtosis", "layer", "head"], ascending=[False, True, True])
+def top_heads(heads: pd.DataFrame, column: str, top_fraction: float) -> pd.Series:
+    """Boolean per (layer, head): ``column`` is in the top ``top_fraction`` of the model's heads
+    (rounded up, at least one head; ties broken by layer, then head)."""
+    count = max(1, int(np.ceil(top_fraction * len(heads))))
+    ranked = heads.sort_values([column, "layer", "head"], ascending=[False, True, True])
     chosen = set(map(tuple, ranked[["layer", "head"]].head(count).to_numpy()))
-    return pd.Series([(int(layer), int(head)) in chosen
-                      for layer, head in census_heads[["layer", "head"]].to_numpy()],
-                     index=census_heads.index)
+    keys = heads[["layer", "head"]].to_numpy()
+    return pd.Series([(int(layer), int(head)) in chosen for layer, head in keys], index=heads.index)
+
+
+def outlier_heads(census_heads: pd.DataFrame, top_fraction: float) -> pd.Series:
+    """EXP-034's outlier heads: the output-projection slice's excess kurtosis in the top fraction."""
+    return top_heads(census_heads, "excess_kurtosis", top_fraction)
 
 
 def overlap_test(specific: np.ndarray, outlier: np.ndarray, confidence: float) -> dict:

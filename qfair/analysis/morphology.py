@@ -12,34 +12,30 @@ import torch
 Pooling = Literal["first", "last", "mean"]
 
 
-def pool_words(states: torch.Tensor, word_of_token: Sequence[int | None], pooling: Pooling) -> torch.Tensor:
+def pool_words(states: torch.Tensor, tokens_of_word: Sequence[Sequence[int]],
+               pooling: Pooling) -> torch.Tensor:
     """One vector per word from subword states ``[tokens, width]``.
 
-    ``word_of_token[t]`` is the word index (0, 1, ...) of token ``t``, or None for a token of no
-    word (a special token); each word's tokens must be contiguous. ``first``/``last`` take the
-    word's first or last subword, ``mean`` their average. Returns ``[words, width]``.
+    ``tokens_of_word[w]`` lists the positions of word ``w``'s tokens in ascending order (a token
+    that spans two words, such as ``).`` for the words ``)`` and ``.``, may be listed by both).
+    ``first``/``last`` take the word's first or last subword, ``mean`` their average. Returns
+    ``[words, width]``.
     """
-    if states.dim() != 2 or states.shape[0] != len(word_of_token):
-        raise ValueError(f"states {tuple(states.shape)} do not match {len(word_of_token)} token labels")
-    spans: dict[int, list[int]] = {}
-    previous = None
-    for token, word in enumerate(word_of_token):
-        if word is not None:
-            if word in spans and previous != word:
-                raise ValueError(f"the tokens of word {word} are not contiguous (token {token})")
-            spans.setdefault(word, []).append(token)
-        previous = word
-    if sorted(spans) != list(range(len(spans))):
-        raise ValueError(f"word indices {sorted(spans)} are not 0..{len(spans) - 1}")
+    if states.dim() != 2:
+        raise ValueError(f"states must be [tokens, width], got {tuple(states.shape)}")
     rows = []
-    for word in range(len(spans)):
-        tokens = spans[word]
+    for word, tokens in enumerate(tokens_of_word):
+        if not tokens:
+            raise ValueError(f"word {word} has no token")
+        if list(tokens) != sorted(set(tokens)) or not 0 <= tokens[0] <= tokens[-1] < states.shape[0]:
+            raise ValueError(f"tokens {list(tokens)} of word {word} are not ascending positions "
+                             f"of the {states.shape[0]} states")
         if pooling == "first":
             rows.append(states[tokens[0]])
         elif pooling == "last":
             rows.append(states[tokens[-1]])
         elif pooling == "mean":
-            rows.append(states[tokens].mean(dim=0))
+            rows.append(states[list(tokens)].mean(dim=0))
         else:
             raise ValueError(f"pooling {pooling!r} is not first, last or mean")
     return torch.stack(rows) if rows else states.new_zeros((0, states.shape[1]))

