@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from qfair.analysis.probes import logistic_probe  # noqa: E402
 from qfair.analysis.stats import correlation_battery  # noqa: E402
 from qfair.controlled.slopes import adjusted_slope, pooled_slope  # noqa: E402
 from qfair.determinism import deterministic_cpu  # noqa: E402
@@ -31,6 +32,7 @@ from qfair.models.train import TrainConfig, train  # noqa: E402
 from qfair.quant.configs import parse_config  # noqa: E402
 from qfair.quant.methods import WeightSnapshot  # noqa: E402
 from qfair.scoring.causal import TokenItems, bits_per_byte_ci, length_sorted_batches, score_token_batches  # noqa: E402
+from qfair.treebank.probes import ParsedSentence, fit_structural_probe, graph_distances  # noqa: E402
 
 VOCAB, LANGUAGES, ITEMS = 256, ["a", "b", "c", "d", "e"], 24
 
@@ -91,6 +93,15 @@ def main() -> None:
                          for x, r in zip(shares, rng.normal(0, 1e-4, 3), strict=True)])
     out["controlled_slopes"] = digest(np.array([*pooled_slope(rows, "rho", 199, 0.95, 13),
                                                 *adjusted_slope(rows, "rho", "baseline_bpb", 199, 0.95, 13)]))
+    # Track D's probes (qfair.treebank.probes): a logistic probe (scikit-learn, BLAS) and a
+    # structural probe (torch Adam on CPU)
+    states = rng.normal(size=(120, 16))
+    labels = np.where(states[:, 0] + 0.3 * states[:, 1] > 0, "a", "b").astype(object)
+    logistic = logistic_probe(1.0, 3).fit(states, labels)[-1]
+    chain = graph_distances([(i + 1,) if i < 5 else () for i in range(6)]).astype(np.float32)
+    chains = [ParsedSentence(np.arange(start, start + 6), chain, set()) for start in range(0, 120, 6)]
+    structural = fit_structural_probe(states.astype(np.float32), chains, 4, 3, 0.01, 8, 5)
+    out["track_d_probes"] = digest(logistic.coef_, logistic.intercept_, structural)
     out["numpy_exp_log"] = digest(np.exp(rel * 50), np.log1p(np.abs(rel)), np.tanh(rel * 9))
     out["aten_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     json.dump(out, sys.stdout)
