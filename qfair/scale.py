@@ -33,7 +33,7 @@ PROFILE = "scale"
 
 CPU_STAGES = ("validate_params", "prepare_corpus", "train_tokenizer", "tokenizer_premium")
 GPU_STAGES = ("train_model", "evaluate", "compress_sweep", "compare_configs", "weight_census",
-              "activation_profile", "interpretability")
+              "activation_profile", "interpretability", "track_d")
 # (and what reads their uncommitted outputs: per-item NLLs, model weights)
 ANALYSIS_STAGES = ("mechanisms", "snapshot")  # read committed result files only: CPU, anywhere
 STAGES = CPU_STAGES + GPU_STAGES + ANALYSIS_STAGES

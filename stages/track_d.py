@@ -23,8 +23,9 @@ def main() -> None:
     params = load_params()
     td = params.track_d
     if td is None or not (paths.CORPUS / "treebank").is_dir():
-        write_json(METRICS, {"run": False, "reason": "this profile has no track_d params or no treebanks "
-                                                     "(corpus.treebanks)"})
+        reason = "this profile has no track_d params or no treebanks (corpus.treebanks)"
+        write_json(OUT / "not_run.json", {"reason": reason})
+        write_json(METRICS, {"run": False, "reason": reason})
         return
     preflight(params, model=False, flores=False)
     deterministic_cpu(params.train.threads)
@@ -40,8 +41,11 @@ def main() -> None:
              "quantization_sensitive": sensitive_heads(mediation, td.head_fraction)}
     run = run_track_d(model, tokenizer, paths.CORPUS, td, params.compress.exclude_modules, splitters, flags,
                       params.analysis.alpha, params.eval.confidence, model_device(model))
+    # an undefined estimate (no aligned word, no predicted boundary) is NaN on purpose: INCONCLUSIVE
+    undefined = {"ledger": ["value", "ci_low", "ci_high", "p", "p_holm"],
+                 "boundaries": ["precision", "recall", "f1"]}
     for name in ("features", "structural", "boundaries", "words", "head_drops", "heads", "ledger"):
-        write_csv(OUT / f"{name}.csv", getattr(run, name))
+        write_csv(OUT / f"{name}.csv", getattr(run, name), may_be_empty=undefined.get(name, []))
     metrics = track_d_metrics(run, td)
     write_json(METRICS, metrics)
     print(run.ledger[["id", "language", "value", "ci_low", "ci_high", "p_holm", "verdict"]].to_string())

@@ -31,7 +31,7 @@ TEX = all(shutil.which(tool) for tool in ("latexmk", "pdflatex", "bibtex"))
 STAGES = {"validate_params", "prepare_corpus", "train_tokenizer", "train_model", "evaluate",
           "compress_sweep", "compare_configs",
           "weight_census", "activation_profile", "interpretability", "tokenizer_premium", "mechanisms",
-          "snapshot", "controlled_analysis",
+          "track_d", "snapshot", "controlled_analysis",
           "report", "plots_template"} | ({"paper"} if TEX else set())
 TARGETS = [] if TEX else sorted(STAGES)
 # Includes every config the ledger's hypotheses name (params validation insists).
@@ -83,6 +83,8 @@ def _tiny_params(base: dict) -> dict:
     # (the others alone); the layer and checkpoint tests stay NOT TESTABLE at n = 4
     params["analysis"]["holm_family"] = ["EXP-001"]
     params["interpretability"].update(items_per_language=12, null_resamples=199)
+    params["track_d"].update(features=["Gender", "Number", "Case"], structural_epochs=2, head_sentences=20,
+                             bootstrap_resamples=100)
     return params
 
 

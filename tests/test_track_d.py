@@ -306,3 +306,16 @@ def test_track_d_runs_end_to_end_and_repeats_exactly(tiny_model, tiny_tokenizer,
     assert set(first.words["language"]) == {"he", "tr"}  # multi-morpheme words of both
     metrics = track_d_metrics(first, td)
     assert set(metrics["languages"]) == {"he", "tr"}
+
+
+def test_a_profile_without_track_d_results_defines_every_key_as_absent() -> None:
+    from pathlib import Path
+
+    from qfair.report import track_d
+
+    repo = Path(__file__).resolve().parents[1]
+    data = track_d.load(repo / "results/track_d", repo / "metrics/track_d.json")
+    assert data is not None
+    params = load_params(repo / "params.yaml")
+    assert track_d.expected_keys(params) == set(track_d.numbers(data))
+    assert set(track_d.absent_numbers([params]).values()) == {"n/a"}

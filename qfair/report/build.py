@@ -264,7 +264,7 @@ def build_report(
         write_text(staging / "tables" / "checklist.tex", tab.checklist_table(facts))
         numbers = report_numbers(results, params, scale, profiles)
         numbers |= ctl.numbers(controlled) if controlled else {}
-        numbers |= trd.numbers(track_d) if track_d else {}
+        numbers |= trd.numbers(track_d) if track_d else trd.absent_numbers(profiles)
         write_text(staging / "numbers.tex", numbers_tex(numbers, {"qfscale": scale is not None,
                                                                   "qfcontrolled": controlled is not None,
                                                                   "qftrackd": track_d is not None}))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from qfair.io import read_json
-from qfair.report.latex import booktabs, escape, fmt_pct, fmt_sig
+from qfair.report.latex import ABSENT, booktabs, escape, fmt_pct, fmt_sig
 
 FOLDER = Path("results/track_d")
 METRICS = Path("metrics/track_d.json")
@@ -118,3 +118,33 @@ def numbers(data: dict) -> dict[str, str]:
     out["td/critical-heads"] = ", ".join(f"L{int(r.layer)}.h{int(r.head)}"
                                          for r in heads[heads["critical"]].itertuples())
     return out
+
+
+def expected_keys(params) -> set[str]:
+    """The ``td/`` keys a profile's Track D would define, known from its params alone (its
+    treebank languages, configs, tokenizers and hypotheses), so that a profile whose track_d did
+    not run still defines every key the text quotes (as ``n/a``)."""
+    import qfair.corpus.treebanks  # noqa: F401  (registers the treebank sources)
+    from qfair.corpus.sources import SOURCES
+
+    td, treebanks = params.track_d, getattr(params.corpus, "treebanks", None)
+    if td is None or treebanks is None:
+        return set()
+    keys = {"td/hypothesis-config", "td/pooling", "td/heads", "td/critical-heads"}
+    for locale in (SOURCES[name].locale for name in treebanks.pinned()):
+        keys |= {f"td/{locale}/{name}" for name in ("majority", "crossing-share", "multi-morpheme-words")}
+        keys |= {f"td/{locale}/f1/{name}" for name in ("qfair", *(t.name for t in params.tokenizers))}
+        for config in td.configs:
+            tail = "" if config == td.hypothesis_config else f"/{config}"
+            for condition in ("full_precision", "quantized", "transfer"):
+                prefix = f"td/{locale}/{condition}" + ("" if condition == "full_precision" else tail)
+                keys |= {f"{prefix}/accuracy", f"{prefix}/uuas"}
+        for rule in td.hypotheses:
+            where = "all" if rule.estimate.endswith("_overlap") else locale
+            keys |= {f"td/hyp/{rule.id}/{where}/verdict", f"td/hyp/{rule.id}/{where}/estimate"}
+    return keys
+
+
+def absent_numbers(profiles) -> dict[str, str]:
+    """Every profile's ``td/`` keys as ``n/a``: what the text reads where Track D has not run."""
+    return {key: ABSENT for params in profiles for key in expected_keys(params)}

@@ -384,7 +384,7 @@ def track_d_metrics(run: TrackDRun, td) -> dict:
         out["languages"][locale] = {
             "probe_accuracy": {f"{c}:{k}" if k != "none" else c: float(v) for (c, k), v in accuracy.items()},
             "best_layer_uuas": {f"{c}:{k}" if k != "none" else c: float(v) for (c, k), v in uuas.items()},
-            "boundary_f1": {name: float(v) for name, v in f1.items()},
+            "boundary_f1": {name: None if pd.isna(v) else float(v) for name, v in f1.items()},
             "multi_morpheme_test_words": int((run.words["language"] == locale).sum()),
         }
     out["verdicts"] = {f"{r.id}:{r.language}": r.verdict for r in run.ledger.itertuples()}
