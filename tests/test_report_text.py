@@ -122,3 +122,10 @@ def test_deployed_figure_draws_an_interval_that_misses_its_point():
         "range_ci_high": [0.012, 0.03, 0.06]})
     figure = disparity_by_family(disparity, 0.95, "embedded")
     assert len(figure.axes) == 2
+
+
+def test_a_constant_metric_reads_as_constant_in_the_ledger_table() -> None:
+    # mechanisms' ledger gives a constant metric NOT TESTABLE with no min_p: no test exists at any n
+    row = {"id": "B-002", "statement": "probe drop", "kind": "correlation", "verdict": "NOT TESTABLE",
+           "statistic": "spearman", "n": 5, "reason": "probe_accuracy_drop is the same for every language"}
+    assert "$n$ = 5: constant" in ledger_table({"hypotheses": [row]})

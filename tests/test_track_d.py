@@ -319,3 +319,6 @@ def test_a_profile_without_track_d_results_defines_every_key_as_absent() -> None
     params = load_params(repo / "params.yaml")
     assert track_d.expected_keys(params) == set(track_d.numbers(data))
     assert set(track_d.absent_numbers([params]).values()) == {"n/a"}
+    from qfair.corpus.sources import SOURCES
+
+    assert {name: SOURCES[name].locale for name in track_d.SOURCE_LOCALES} == track_d.SOURCE_LOCALES

@@ -72,6 +72,8 @@ def clipping_table(disparity: pd.DataFrame) -> str:
 def _estimate(row: dict) -> str:
     if row["verdict"] == "NOT TESTABLE":  # the appendix gives the reason in full
         value = f"{fmt(row['value'])}; " if row.get("value") is not None else ""
+        if "min_p" not in row:  # a constant metric: no test exists at any n
+            return rf"{value}$n$ = {int(row['n'])}: constant"
         return rf"{value}$n$ = {int(row['n'])}: min.\ $p$ = {fmt_sig(row['min_p'])}"
     if row["kind"] == "not_run" or row.get("value") is None:  # not run: no estimate
         return "--"

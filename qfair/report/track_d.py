@@ -16,6 +16,9 @@ FOLDER = Path("results/track_d")
 METRICS = Path("metrics/track_d.json")
 TABLES = ("track_d_ledger", "track_d_probes", "track_d_boundaries")
 LANGUAGE_NAMES = {"he": "Hebrew", "tr": "Turkish"}
+# The locale of each treebank source of corpus.treebanks (qfair/corpus/treebanks.py; a test checks
+# that they agree). Not imported from there: the report stage does not depend on the corpus code.
+SOURCE_LOCALES = {"htb": "he", "twt": "tr"}
 
 
 def load(folder: Path = FOLDER, metrics: Path = METRICS) -> dict | None:
@@ -124,14 +127,11 @@ def expected_keys(params) -> set[str]:
     """The ``td/`` keys a profile's Track D would define, known from its params alone (its
     treebank languages, configs, tokenizers and hypotheses), so that a profile whose track_d did
     not run still defines every key the text quotes (as ``n/a``)."""
-    import qfair.corpus.treebanks  # noqa: F401  (registers the treebank sources)
-    from qfair.corpus.sources import SOURCES
-
     td, treebanks = params.track_d, getattr(params.corpus, "treebanks", None)
     if td is None or treebanks is None:
         return set()
     keys = {"td/hypothesis-config", "td/pooling", "td/heads", "td/critical-heads"}
-    for locale in (SOURCES[name].locale for name in treebanks.pinned()):
+    for locale in (SOURCE_LOCALES[name] for name in treebanks.pinned()):
         keys |= {f"td/{locale}/{name}" for name in ("majority", "crossing-share", "multi-morpheme-words")}
         keys |= {f"td/{locale}/f1/{name}" for name in ("qfair", *(t.name for t in params.tokenizers))}
         for config in td.configs:
