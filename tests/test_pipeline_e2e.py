@@ -304,7 +304,8 @@ def test_report_writes_every_paper_input(repo: Repo, first_run: dict) -> None:
     # every number the hand-written text quotes exists for this (tiny) profile too
     assert missing_keys(repo.root / "paper") == {}
     appendix = (generated / "appendix.tex").read_text(encoding="utf-8")
-    assert "EXP-031" in appendix and "does not run D-001" in appendix
+    # Track D runs in this profile: D-001's appendix entry shows its generated table
+    assert "EXP-031" in appendix and r"\input{generated/tables/track_d_probes}" in appendix
     numbers = (generated / "numbers.tex").read_text(encoding="utf-8")
     assert r"\@namedef{qf@num@train/steps}{12}" in numbers
     if TEX:
